@@ -1,0 +1,87 @@
+"""The ``carlink`` command line.
+
+Subcommands come from the ``carlink.commands`` entry-point group: each top-level folder registers
+its own (``carlink.datasets.cli:register`` adds ``scene`` and ``trace``, and so on). This keeps
+carlink/ free of imports of the folders above it in the dependency order (see DESIGN.md).
+A register function receives the argparse sub-parsers object and adds parsers whose defaults
+carry ``func``: a callable taking the parsed namespace and returning an exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from importlib.metadata import entry_points
+from typing import Callable, Sequence
+
+from carlink import __version__
+
+Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
+
+
+class CommandError(Exception):
+    """A user-facing failure: printed as ``carlink: error: <message>`` with exit code 2."""
+
+
+def _builtin_registers() -> list[Register]:
+    from carlink.zoo_cli import register as register_models
+
+    return [register_models]
+
+
+def _plugin_registers() -> list[tuple[str, Register | Exception]]:
+    found: list[tuple[str, Register | Exception]] = []
+    for ep in sorted(entry_points(group="carlink.commands"), key=lambda e: e.name):
+        try:
+            found.append((ep.name, ep.load()))
+        except Exception as exc:  # a broken plugin must not take the whole CLI down
+            found.append((ep.name, exc))
+    return found
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="carlink",
+        description="Cloud-augmented perception for autonomous vehicles over a scarce uplink.",
+    )
+    parser.add_argument("--version", action="version", version=f"carlink {__version__}")
+    parser.add_argument(
+        "--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="logging threshold for messages on stderr (default: WARNING)",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for register in _builtin_registers():
+        register(sub)
+    for name, register in _plugin_registers():
+        if isinstance(register, Exception):
+            logging.getLogger("carlink.cli").debug("commands of %s unavailable: %s", name, register)
+            continue
+        register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    func = getattr(args, "func", None)
+    if func is None:
+        # A command group given without its sub-command prints that group's help.
+        (getattr(args, "parser", None) or parser).print_help()
+        return 0 if args.command is None else 2
+    try:
+        return int(func(args) or 0)
+    except CommandError as exc:
+        print(f"carlink: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("carlink: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

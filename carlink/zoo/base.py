@@ -1,0 +1,48 @@
+"""One detector interface for every model of the zoo (HOG, torchvision, test stand-ins)."""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from carlink.detection import Detection, WaymoClass
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a model is, independent of whether its weights are loaded."""
+
+    name: str
+    family: str  # e.g. "hog", "torchvision", "noop"
+    input_size: tuple[int, int] | None  # (width, height) the model resizes to; None: native size
+    classes: tuple[WaymoClass, ...]
+    description: str = ""
+    batchable: bool = False  # True where detect_batch runs one forward pass for many images
+    tags: tuple[str, ...] = field(default=())
+
+
+class Detector(abc.ABC):
+    """Image in (H x W x 3, uint8, BGR as cv2 decodes it), detections out.
+
+    Boxes are in the pixels of the image given, with Waymo classes. Implementations are
+    thread-compatible: one call at a time per instance (the server serialises per model).
+    """
+
+    spec: ModelSpec
+    pretrained: bool  # False: randomly initialised weights (served only with --allow-untrained)
+    device: str = "cpu"
+
+    @abc.abstractmethod
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        """Detect objects in one image."""
+
+    def detect_batch(self, images: Sequence[np.ndarray]) -> list[list[Detection]]:
+        """Detect objects in several images; batchable models override this with one pass."""
+        return [self.detect(im) for im in images]
+
+    @property
+    def name(self) -> str:
+        return self.spec.name

@@ -1,0 +1,1 @@
+"""carlink.datasets"""
