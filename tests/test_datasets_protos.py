@@ -1,0 +1,35 @@
+"""The committed *_pb2 modules are exactly what the .proto files generate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from carlink.datasets import generate_protos
+
+
+def test_generated_modules_are_up_to_date(tmp_path: Path) -> None:
+    pytest.importorskip("grpc_tools")
+    written = generate_protos.generate(tmp_path)
+    assert written
+    for path in written:
+        committed = generate_protos.HERE / path.name
+        assert committed.exists(), f"{committed.name} is missing: run python -m carlink.datasets.generate_protos"
+        assert committed.read_bytes() == path.read_bytes(), (
+            f"{committed.name} is stale: run python -m carlink.datasets.generate_protos")
+
+
+def test_official_field_numbers() -> None:
+    """Spot-check the numbers that real files depend on (from the official dataset/label.proto)."""
+    from carlink.datasets import waymo_frame_pb2 as pb
+
+    def number(message, field: str) -> int:
+        return message.DESCRIPTOR.fields_by_name[field].number
+
+    assert [number(pb.Frame, f) for f in ("context", "timestamp_micros", "images", "laser_labels", "camera_labels")] == [1, 2, 4, 6, 8]
+    assert [number(pb.CameraImage, f) for f in ("name", "image", "pose_timestamp")] == [1, 2, 5]
+    assert [number(pb.Label.Box, f) for f in ("center_x", "center_y", "length", "width")] == [1, 2, 5, 4]
+    assert [number(pb.Label, f) for f in ("box", "type", "id")] == [1, 3, 4]
+    assert [number(pb.CameraCalibration, f) for f in ("name", "width", "height")] == [1, 4, 5]
+    assert [number(pb.Context.Stats, f) for f in ("time_of_day", "location", "weather")] == [2, 3, 4]
