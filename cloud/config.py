@@ -1,0 +1,72 @@
+"""Settings of the cloud inference server, validated once at start (pydantic)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+TASK_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+
+
+class ServerConfig(BaseModel):
+    """Everything ``carlink cloud serve`` can be told. Invalid combinations fail at start."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    models: tuple[str, ...] = Field(min_length=1, description="zoo names of the models to serve")
+    host: str = "127.0.0.1"
+    port: int = Field(50051, ge=0, le=65535, description="0 picks a free port")
+    # Security: TLS unless insecure is asked for explicitly.
+    insecure: bool = False
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    client_ca: Path | None = None  # set: clients must present a certificate signed by it (mTLS)
+    token_file: Path | None = None  # set: every call needs "authorization: Bearer <token>"
+    metrics_port: int | None = Field(None, ge=0, le=65535)
+    # Models.
+    allow_untrained: bool = False
+    device: str = "auto"
+    weights: dict[str, Path] = Field(default_factory=dict, description="model name -> weights file")
+    workers_per_model: int = Field(1, ge=1, le=64, description="model instances for unbatched models")
+    # Admission and batching.
+    max_concurrency: int = Field(32, ge=1, le=4096, description="Infer calls in progress at once")
+    max_batch: int = Field(1, ge=1, le=256)
+    batch_wait_ms: float = Field(2.0, ge=0.0, le=1000.0)
+    # Input limits, checked before decoding.
+    max_payload_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+    max_pixels: int = Field(50_000_000, ge=1)
+    max_side: int = Field(16384, ge=1)
+    tasks: tuple[str, ...] = Field(default=(), description="accepted task names; empty: any well-formed name")
+    # Time.
+    deadline_skew_ms: float = Field(
+        0.0, ge=0.0, description="allowance for car/server wall-clock offset when checking deadline_unix_us")
+    grace_s: float = Field(10.0, ge=0.0, description="time in-flight calls get to finish on SIGTERM")
+    drain_delay_s: float = Field(
+        0.0, ge=0.0, description="time between reporting NOT_SERVING and refusing new calls on SIGTERM")
+
+    @field_validator("tasks")
+    @classmethod
+    def _task_names(cls, tasks: tuple[str, ...]) -> tuple[str, ...]:
+        for t in tasks:
+            if not TASK_NAME.match(t):
+                raise ValueError(f"task name {t!r} must match {TASK_NAME.pattern}")
+        return tasks
+
+    @model_validator(mode="after")
+    def _security(self) -> "ServerConfig":
+        if self.insecure:
+            if self.tls_cert or self.tls_key or self.client_ca:
+                raise ValueError("--insecure cannot be combined with --tls-cert/--tls-key/--client-ca")
+        elif self.tls_cert is None or self.tls_key is None:
+            raise ValueError("TLS needs both --tls-cert and --tls-key (or pass --insecure explicitly "
+                             "to serve plaintext, e.g. on loopback)")
+        for name in ("tls_cert", "tls_key", "client_ca", "token_file"):
+            path = getattr(self, name)
+            if path is not None and not Path(path).is_file():
+                raise ValueError(f"{name.replace('_', '-')} file not found: {path}")
+        return self
+
+    def task_allowed(self, task: str) -> bool:
+        return task in self.tasks if self.tasks else bool(TASK_NAME.match(task))
