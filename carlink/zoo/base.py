@@ -46,3 +46,15 @@ class Detector(abc.ABC):
     @property
     def name(self) -> str:
         return self.spec.name
+
+
+def check_bgr_image(image: np.ndarray, model: str) -> None:
+    """Refuse anything but an H x W x 3 uint8 array, naming the model and what was wrong."""
+    if not isinstance(image, np.ndarray):
+        raise TypeError(f"model {model}: expected a numpy image, got {type(image).__name__}")
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"model {model}: expected an HxWx3 BGR image, got shape {image.shape}")
+    if image.dtype != np.uint8:
+        raise ValueError(f"model {model}: expected a uint8 image, got dtype {image.dtype}")
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise ValueError(f"model {model}: empty image of shape {image.shape}")
