@@ -42,9 +42,7 @@ from .security import BearerTokenInterceptor, read_token, server_credentials
 log = logging.getLogger("carlink.cloud.server")
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Inference"].full_name
-# Models that ignore pixels ("noop") get every header and limit check but no decode, so that
-# they measure the serving path alone; decode cost is measured per real model.
-PIXEL_FREE_FAMILIES = frozenset({"noop"})
+# Handed to models that declare needs_pixels=False in place of a decoded image.
 _PLACEHOLDER = np.zeros((1, 1, 3), dtype=np.uint8)
 # gRPC reports "no deadline" as a deadline centuries away; anything beyond a day is none.
 _NO_DEADLINE_S = 86400.0
@@ -160,7 +158,7 @@ class InferenceServicer(pb_grpc.InferenceServicer):
                 if request.HasField("payload_size") else None
             t_dec = self._mono()
             try:
-                if runner.spec.family in PIXEL_FREE_FAMILIES:
+                if not runner.spec.needs_pixels:  # header and limit checks only
                     header = check_header(request.payload, request.encoding, payload_size, self.limits)
                     image, size = _PLACEHOLDER, (header.width, header.height)
                 else:

@@ -22,6 +22,9 @@ class ModelSpec:
     description: str = ""
     batchable: bool = False  # True where detect_batch runs one forward pass for many images
     tags: tuple[str, ...] = field(default=())
+    # False for models that ignore pixel values (the no-op stand-in): the server still checks the
+    # image header and limits but skips the decode, so benchmarks measure the serving path alone.
+    needs_pixels: bool = True
 
 
 class Detector(abc.ABC):

@@ -15,6 +15,7 @@ NOOP_SPEC = ModelSpec(
     description="returns no detections; isolates decode, transport and queueing costs",
     batchable=True,
     tags=("benchmark",),
+    needs_pixels=False,
 )
 
 
