@@ -6,18 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from carlink.datasets import generate_protos
-
-
-def test_generated_modules_are_up_to_date(tmp_path: Path) -> None:
-    pytest.importorskip("grpc_tools")
-    written = generate_protos.generate(tmp_path)
-    assert written
-    for path in written:
-        committed = generate_protos.HERE / path.name
-        assert committed.exists(), f"{committed.name} is missing: run python -m carlink.datasets.generate_protos"
-        assert committed.read_bytes() == path.read_bytes(), (
-            f"{committed.name} is stale: run python -m carlink.datasets.generate_protos")
 
 
 def test_official_field_numbers() -> None:
