@@ -28,7 +28,7 @@ from carlink.datasets import tf_example_pb2 as pb
 from carlink.datasets.errors import DecodeError
 from carlink.datasets.frames import CameraImage, CameraLabel, CameraName, Frame, FrameSource
 from carlink.datasets.imagesize import image_format, image_size
-from carlink.datasets.tfrecord import DEFAULT_MAX_RECORD_BYTES, CorruptRecord, Record, TFRecordReader
+from carlink.datasets.tfrecord import DEFAULT_MAX_RECORD_BYTES, CorruptRecord, Record, TFRecordReader, parse_record
 from carlink.detection import Box2D, WaymoClass
 
 FORMAT = "tf-example"
@@ -37,14 +37,7 @@ _BOX_KEYS = ("image/object/bbox/xmin", "image/object/bbox/xmax", "image/object/b
 
 
 def parse_example(record: Record, path: str | os.PathLike[str]) -> pb.Example:
-    message = pb.Example()
-    try:
-        message.ParseFromString(record.data)
-    except ProtobufDecodeError as exc:
-        raise DecodeError(
-            path, record.index, record.offset,
-            f"expected a serialized tf.train.Example ({len(record.data)} bytes): {exc}",
-        ) from None
+    message = parse_record(record, path, pb.Example(), "tf.train.Example")
     if "image/encoded" not in message.features.feature:
         raise DecodeError(
             path, record.index, record.offset,

@@ -34,9 +34,12 @@ from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator
 
 import google_crc32c
+from google.protobuf.message import DecodeError as ProtobufDecodeError
+from google.protobuf.message import Message
 
 from carlink.datasets.errors import (
     CRCMismatchError,
+    DecodeError,
     NotATFRecordError,
     RecordTooLargeError,
     TFRecordError,
@@ -276,3 +279,19 @@ def write_records(path: str | os.PathLike[str], records: Iterable[bytes]) -> int
         for r in records:
             w.write(r)
         return w.records
+
+
+def parse_record(record: Record, path: str | os.PathLike[str], message: Message, expected: str) -> Message:
+    """Parse ``record`` into ``message`` (filled in place and returned).
+
+    A payload that does not parse raises DecodeError naming file, record index, byte offset and
+    ``expected`` (what the payload should have been).
+    """
+    try:
+        message.ParseFromString(record.data)
+    except ProtobufDecodeError as exc:
+        raise DecodeError(
+            path, record.index, record.offset,
+            f"expected a serialized {expected} ({len(record.data)} bytes): {exc}",
+        ) from None
+    return message

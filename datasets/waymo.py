@@ -9,8 +9,6 @@ from __future__ import annotations
 import os
 from typing import Iterator
 
-from google.protobuf.message import DecodeError as ProtobufDecodeError
-
 from carlink.datasets import waymo_frame_pb2 as pb
 from carlink.datasets.errors import DecodeError
 from carlink.datasets.frames import (
@@ -23,7 +21,7 @@ from carlink.datasets.frames import (
     FrameSource,
 )
 from carlink.datasets.imagesize import image_format, image_size
-from carlink.datasets.tfrecord import DEFAULT_MAX_RECORD_BYTES, CorruptRecord, Record, TFRecordReader
+from carlink.datasets.tfrecord import DEFAULT_MAX_RECORD_BYTES, CorruptRecord, Record, TFRecordReader, parse_record
 from carlink.detection import Box2D, WaymoClass
 
 FORMAT = "waymo-frame"
@@ -31,15 +29,7 @@ FORMAT = "waymo-frame"
 
 def parse_frame_proto(record: Record, path: str | os.PathLike[str]) -> pb.Frame:
     """Parse one record as a Frame; a payload that is not one raises DecodeError."""
-    message = pb.Frame()
-    try:
-        message.ParseFromString(record.data)
-    except ProtobufDecodeError as exc:
-        raise DecodeError(
-            path, record.index, record.offset,
-            f"expected a serialized waymo.open_dataset.Frame ({len(record.data)} bytes): {exc}",
-        ) from None
-    return message
+    return parse_record(record, path, pb.Frame(), "waymo.open_dataset.Frame")
 
 
 def frame_from_proto(message: pb.Frame, source: FrameSource | None = None) -> Frame:

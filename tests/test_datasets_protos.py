@@ -1,11 +1,6 @@
-"""The committed *_pb2 modules are exactly what the .proto files generate."""
+"""The Waymo subset proto uses the official field numbers (staleness: tests/test_proto_generated.py)."""
 
 from __future__ import annotations
-
-from pathlib import Path
-
-import pytest
-
 
 
 def test_official_field_numbers() -> None:
