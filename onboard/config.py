@@ -1,0 +1,193 @@
+"""The onboard daemon's TOML configuration, validated on load.
+
+Parsing is tomllib (standard library); validation is pydantic, whose errors are turned into one
+message per problem that names the file, the key path (e.g. ``tasks[1].deadline_ms``) and what
+is wrong with it, so a typo stops the daemon at start-up instead of misbehaving on the road.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class ConfigError(ValueError):
+    """The configuration file is missing, not TOML, or has bad values (message names the key)."""
+
+
+class _Strict(BaseModel):
+    # Unknown keys are errors: a misspelt option silently ignored is worse than a refusal.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TaskConfig(_Strict):
+    """Car-side settings of one task of the profile; unset values come from the profile."""
+
+    name: str = Field(min_length=1, description="task name as in the profile")
+    camera: str | None = Field(default=None, min_length=1, description="camera name, e.g. FRONT")
+    onboard_model: str | None = Field(default=None, min_length=1, description="zoo model run on the car")
+    deadline_ms: float | None = Field(default=None, gt=0, le=60_000)
+    weight: float | None = Field(default=None, ge=0)
+
+
+class SourceConfig(_Strict):
+    kind: Literal["waymo", "tf-example", "folder", "camera", "synthetic"]
+    path: str | None = None  # file or folder; required for all kinds but camera and synthetic
+    device: int | str = 0  # camera index or URL for kind = "camera"
+    rate_hz: float = Field(default=10.0, gt=0, le=1000, description="pace of folder/synthetic frames")
+    realtime: bool = True  # pace frames at their timestamps; False: as fast as possible
+    loop: bool = False  # start again at the end (folder, recorded files)
+    max_frames: int | None = Field(default=None, ge=1)
+    camera_name: str = "FRONT"  # camera name given to single-camera sources (folder, camera)
+
+    @model_validator(mode="after")
+    def _path_needed(self) -> "SourceConfig":
+        if self.kind in ("waymo", "tf-example", "folder") and not self.path:
+            raise ValueError(f"source kind {self.kind!r} needs a 'path'")
+        return self
+
+
+class CloudConfig(_Strict):
+    address: str = Field(default="127.0.0.1:50051", min_length=1, description="host:port")
+    insecure: bool = True
+    ca_cert: str | None = None  # PEM file of the CA that signed the server's certificate
+    token_file: str | None = None  # file with the bearer token (server run with --token-file)
+    ping_interval_s: float = Field(default=0.5, gt=0, le=60)
+    # Extra time the car allows for the answer to travel back and be fused.
+    response_margin_ms: float = Field(default=5.0, ge=0)
+
+    @model_validator(mode="after")
+    def _tls(self) -> "CloudConfig":
+        if not self.insecure and not self.ca_cert:
+            raise ValueError("insecure = false needs 'ca_cert' (PEM file of the server's CA)")
+        return self
+
+
+class EstimatorConfig(_Strict):
+    window_s: float = Field(default=5.0, gt=0, le=600, description="sliding window of samples")
+    quantile: float = Field(default=0.1, ge=0, le=1, description="low quantile: conservative")
+    initial_bps: float = Field(default=1e6, ge=0, description="estimate before any sample")
+    min_bps: float = Field(default=0.0, ge=0)
+    stale_after_s: float = Field(default=2.0, gt=0, description="no sample for this long: decay")
+    decay_half_life_s: float = Field(default=2.0, gt=0)
+    probe: bool = True
+    probe_below_fraction: float = Field(
+        default=0.5, gt=0, le=1, description="probe when the allocation uses less than this share"
+    )
+    probe_max_bps: float = Field(default=200_000, ge=0, description="cap on padding traffic")
+    probe_model: str = "noop"  # cloud model that answers probe requests (padding, no work)
+
+
+class EncoderConfig(_Strict):
+    threads: int = Field(default=2, ge=1, le=64)
+
+
+class SinkConfig(_Strict):
+    path: str = "-"  # "-" is stdout
+    include_detections: bool = True
+
+
+class MetricsConfig(_Strict):
+    port: int = Field(default=0, ge=0, le=65535, description="0 disables the HTTP endpoint")
+    address: str = "127.0.0.1"
+
+
+class DaemonConfig(_Strict):
+    profile: str = Field(min_length=1, description="profile JSON (carlink profile)")
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # where on-car models run
+    watchdog: bool = True
+    status_every_frames: int = Field(default=10, ge=1)
+
+
+class OnboardConfig(_Strict):
+    """The whole file. ``allocator`` is the allocator's own table (carlink.allocator.solve
+    AllocatorConfig: solver, mip_solver, cvxpy_max_tasks, headroom, switching_penalty)."""
+
+    daemon: DaemonConfig
+    source: SourceConfig
+    cloud: CloudConfig = CloudConfig()
+    estimator: EstimatorConfig = EstimatorConfig()
+    encoder: EncoderConfig = EncoderConfig()
+    sink: SinkConfig = SinkConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    allocator: dict = Field(default_factory=dict)
+    # Empty: every task of the profile, as the profile defines it.
+    tasks: list[TaskConfig] = Field(default_factory=list)
+    # Where relative paths in the file are resolved; set by load_config, not by the file.
+    base_dir: str = "."
+
+    @field_validator("tasks")
+    @classmethod
+    def _unique_tasks(cls, tasks: list[TaskConfig]) -> list[TaskConfig]:
+        seen: set[str] = set()
+        for t in tasks:
+            if t.name in seen:
+                raise ValueError(f"task name {t.name!r} appears twice")
+            seen.add(t.name)
+        return tasks
+
+    @field_validator("allocator")
+    @classmethod
+    def _allocator_table(cls, table: dict) -> dict:
+        from carlink.allocator.solve import AllocatorConfig
+
+        AllocatorConfig.from_dict(table)  # its ValueError names the bad key
+        return table
+
+    def allocator_config(self):
+        from carlink.allocator.solve import AllocatorConfig
+
+        return AllocatorConfig.from_dict(self.allocator)
+
+    def resolve(self, path: str) -> Path:
+        """A path from the file, relative paths taken from the file's folder."""
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else Path(self.base_dir) / p
+
+    @property
+    def profile_path(self) -> Path:
+        return self.resolve(self.daemon.profile)
+
+
+def _format_errors(where: str, err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        key = ""
+        for part in e["loc"]:
+            key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else str(part))
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif e["type"] == "missing":
+            msg = "required key is missing"
+        lines.append(f"{where}: {key or '(top level)'}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_config(data: dict, where: str = "<config>", base_dir: str | Path = ".") -> OnboardConfig:
+    """Validate an already-parsed TOML document."""
+    try:
+        return OnboardConfig.model_validate({**data, "base_dir": str(base_dir)})
+    except ValidationError as err:
+        raise ConfigError(_format_errors(where, err)) from None
+
+
+def load_config(path: str | Path) -> OnboardConfig:
+    """Read and validate a TOML config file; raise ConfigError naming the key on bad input."""
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read config: {exc.strerror or exc}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{p}: not UTF-8 text (byte offset {exc.start})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: not valid TOML: {exc}") from None
+    if "base_dir" in data:
+        raise ConfigError(f"{p}: base_dir: unknown key")
+    return parse_config(data, where=str(p), base_dir=p.resolve().parent)

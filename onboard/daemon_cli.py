@@ -1,0 +1,127 @@
+"""``carlink onboard run`` and ``carlink onboard check-config``.
+
+The lead wires :func:`register_run` into onboard/cli.py (the ``onboard`` command group); until
+then ``python -m carlink.onboard.daemon_cli run --config FILE`` works the same.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+
+from carlink.cli import CommandError
+
+
+def register_run(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    """Add ``run`` and ``check-config`` to the ``onboard`` group's sub-parsers."""
+    r = sub.add_parser(
+        "run", help="run the onboard daemon (systemd Type=notify service)",
+        description="Run the car's perception uplink: per frame, the on-car model for every task, "
+                    "a bandwidth-aware allocation, uploads to the cloud with per-task deadlines, and "
+                    "the fused result (cloud when in time, else on-car) as JSON lines. "
+                    "SIGHUP reloads config and profile; SIGTERM stops within 2 s. Under systemd it "
+                    "sends READY/STATUS/WATCHDOG over $NOTIFY_SOCKET (see onboard/carlink-onboard.service).",
+    )
+    r.add_argument("--config", required=True, metavar="FILE", help="TOML config (see onboard/example.toml)")
+    r.add_argument("--log-json", action="store_true",
+                   help="structured logs: one JSON object per line on stderr (for journald/log shippers)")
+    r.set_defaults(func=_run)
+    c = sub.add_parser(
+        "check-config", help="validate a daemon config and its profile, then exit",
+        description="Load the TOML config and the profile it names, check every task has a camera "
+                    "and an on-car model the zoo knows; print the resolved tasks. Exit 2 with a "
+                    "message naming the key on any problem.",
+    )
+    c.add_argument("config", metavar="FILE", help="TOML config to check")
+    c.add_argument("--json", action="store_true", help="print the resolved config as JSON")
+    c.set_defaults(func=_check)
+
+
+class JsonLogFormatter(logging.Formatter):
+    """time, level, logger, message, and key=value pairs of the message as fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        msg = record.getMessage()
+        out = {"time": round(record.created, 3), "level": record.levelname, "logger": record.name, "msg": msg}
+        for part in msg.split():
+            key, eq, value = part.partition("=")
+            if eq and key.isidentifier() and key not in out:
+                out[key] = value
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from carlink.onboard.daemon import OnboardDaemon, StartupError
+
+    if getattr(args, "log_json", False):
+        for handler in logging.getLogger().handlers or [logging.StreamHandler()]:
+            handler.setFormatter(JsonLogFormatter())
+            if handler not in logging.getLogger().handlers:
+                logging.getLogger().addHandler(handler)
+
+    daemon = OnboardDaemon(args.config)
+    daemon.install_signal_handlers()
+    try:
+        rc = daemon.run()
+    except StartupError as exc:
+        raise CommandError(str(exc)) from None
+    # Everything is flushed and closed; the interpreter's own teardown (torch, cvxpy, gRPC
+    # modules) can take seconds on a loaded CPU, which would break the 2 s SIGTERM promise.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(rc)
+
+
+def _check(args: argparse.Namespace) -> int:
+    from carlink.onboard.config import ConfigError, load_config
+    from carlink.onboard.planning import ProfileError, load_onboard_tasks
+    from carlink.zoo.registry import get_spec
+
+    try:
+        cfg = load_config(args.config)
+        tasks = load_onboard_tasks(cfg.profile_path, cfg.tasks)
+        for i, t in enumerate(tasks):
+            try:
+                get_spec(t.onboard_model)
+            except KeyError as exc:
+                raise ConfigError(f"task {t.name!r}: on-car model: {exc}") from None
+    except (ConfigError, ProfileError) as exc:
+        raise CommandError(str(exc)) from None
+    if args.json:
+        out = cfg.model_dump(mode="json")
+        out["resolved_tasks"] = [
+            {"name": t.name, "camera": t.camera, "onboard_model": t.onboard_model,
+             "deadline_ms": t.task.deadline_ms, "weight": t.task.weight, "options": len(t.task.options)}
+            for t in tasks
+        ]
+        print(json.dumps(out, indent=2))
+    else:
+        print(f"{args.config}: OK; profile {cfg.profile_path}; cloud {cfg.cloud.address}; source {cfg.source.kind}")
+        for t in tasks:
+            print(f"  task {t.name}: camera {t.camera}, on-car {t.onboard_model}, deadline {t.task.deadline_ms:g} ms, "
+                  f"weight {t.task.weight:g}, {len(t.task.options)} options")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="carlink onboard", description="the onboard daemon")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    register_run(sub)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=getattr(logging, args.log_level), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except CommandError as exc:
+        print(f"carlink: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

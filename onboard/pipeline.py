@@ -1,0 +1,275 @@
+"""One frame through the car: on-car models, estimate, allocation, encoding, upload, fusion.
+
+``OnboardPipeline.step(frame)`` does the per-frame work on the caller's thread and returns as soon
+as everything is handed off: on-car inference runs on its own worker thread, uploads are gRPC
+futures, and a fuser thread emits each frame to the sink when every task has its result (the
+cloud's if it came in time, else the car's). ``step`` time is therefore the onboard overhead:
+allocation, encoding, request serialisation and the hand-off to gRPC.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Protocol
+
+from carlink.allocation import Allocation
+from carlink.clock import Clock
+from carlink.onboard.config import OnboardConfig
+from carlink.onboard.encoder import EncodeSpec, ParallelEncoder
+from carlink.onboard.estimator import LinkEstimate, UplinkEstimator
+from carlink.onboard.fuser import FrameResult, Fuser, TaskPlan
+from carlink.onboard.metrics import OnboardMetrics
+from carlink.onboard.planning import OnboardTask, Planner
+from carlink.onboard.sources import CapturedFrame
+from carlink.onboard.uplink import Uplink, UploadOutcome, UploadRequest, make_channel
+from carlink.zoo.base import Detector
+
+log = logging.getLogger(__name__)
+# One line per frame with the link estimate and the allocation: its own logger, so operators can
+# route or silence it apart from the rest.
+estimate_log = logging.getLogger("carlink.onboard.estimate")
+
+# On-car work queued beyond this many frames makes step() wait: a model slower than the camera
+# must slow the loop down rather than pile frames up in memory.
+_MAX_ONBOARD_BACKLOG_FRAMES = 3
+
+
+class Sink(Protocol):
+    def write(self, fr: FrameResult) -> None: ...
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class StepReport:
+    frame_id: int
+    allocation: Allocation
+    estimate: LinkEstimate
+    encode_ms: float
+    step_ms: float  # the whole onboard overhead of this frame
+    uploads: int
+    probe_bytes: int
+
+
+def read_token(path) -> str:
+    try:
+        token = open(path, encoding="utf-8").read().strip()
+    except OSError as exc:
+        raise ValueError(f"cloud.token_file {path}: cannot read: {exc.strerror or exc}") from None
+    if not token:
+        raise ValueError(f"cloud.token_file {path} is empty")
+    return token
+
+
+def load_onboard_models(tasks: tuple[OnboardTask, ...], device: str) -> dict[str, Detector]:
+    """One detector per distinct on-car model name (shared by tasks: one call at a time)."""
+    from carlink.zoo.registry import get_model
+
+    models: dict[str, Detector] = {}
+    for t in tasks:
+        if t.onboard_model not in models:
+            # HOG runs on the CPU only; forcing "cuda" for it is a config error the zoo reports.
+            models[t.onboard_model] = get_model(t.onboard_model, device=device)
+    return models
+
+
+def encode_spec(task_opt) -> EncodeSpec:
+    """The encoder's instructions for a cloud option."""
+    quality = task_opt.jpeg_quality if task_opt.codec == "jpeg" and task_opt.jpeg_quality else 90
+    if task_opt.codec == "png":
+        quality = 1  # fast PNG: the car's CPU matters more than a few percent of bytes
+    return EncodeSpec(codec=task_opt.codec, quality=quality, size=task_opt.resize)
+
+
+class OnboardPipeline:
+    def __init__(
+        self,
+        cfg: OnboardConfig,
+        tasks: tuple[OnboardTask, ...],
+        clock: Clock,
+        sink: Sink,
+        models: dict[str, Detector],
+        metrics: OnboardMetrics | None = None,
+    ) -> None:
+        self.clock = clock
+        self.sink = sink
+        self.metrics = metrics or OnboardMetrics()
+        self._swap_lock = threading.Lock()
+        self._apply(cfg, tasks, models)
+        self.estimator = UplinkEstimator(cfg.estimator, clock)
+        self.encoder = ParallelEncoder(cfg.encoder.threads)
+        self.fuser = Fuser()
+        self.uplink = Uplink(
+            make_channel(
+                cfg.cloud.address, cfg.cloud.insecure,
+                str(cfg.resolve(cfg.cloud.ca_cert)) if cfg.cloud.ca_cert else None,
+            ),
+            clock, self.estimator, self._on_upload, cfg.cloud.ping_interval_s, cfg.estimator.probe_model,
+            token=read_token(cfg.resolve(cfg.cloud.token_file)) if cfg.cloud.token_file else None,
+        )
+        self._onboard_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onboard-model")
+        self._onboard_futures: deque[Future] = deque()
+        self._stop = threading.Event()
+        self._emitted = 0
+        self._fuse_thread = threading.Thread(target=self._fuse_loop, name="fuser", daemon=True)
+        self._fuse_thread.start()
+
+    # -- configuration -------------------------------------------------------------------------
+
+    def _apply(self, cfg: OnboardConfig, tasks: tuple[OnboardTask, ...], models: dict[str, Detector]) -> None:
+        missing = {t.onboard_model for t in tasks} - set(models)
+        if missing:
+            raise ValueError(f"no loaded on-car model for {sorted(missing)}")
+        planner = Planner([t.task for t in tasks], cfg.allocator_config())
+        with self._swap_lock:
+            self.cfg, self.tasks, self.models, self.planner = cfg, tasks, models, planner
+
+    def reload(self, cfg: OnboardConfig, tasks: tuple[OnboardTask, ...], models: dict[str, Detector]) -> None:
+        """Swap config, tasks and models between frames (SIGHUP); frames in flight finish as planned.
+
+        The cloud address, encoder threads and sink are fixed for the daemon's life; a change to
+        them is logged and takes effect at the next restart.
+        """
+        if cfg.cloud.address != self.cfg.cloud.address or cfg.sink != self.cfg.sink:
+            log.warning("cloud address and sink changes take effect at the next restart")
+        self._apply(cfg, tasks, models)
+        self.estimator.reconfigure(cfg.estimator)
+
+    # -- per frame -----------------------------------------------------------------------------
+
+    def step(self, frame: CapturedFrame) -> StepReport:
+        t0 = time.perf_counter()
+        with self._swap_lock:
+            cfg, tasks, models, planner = self.cfg, self.tasks, self.models, self.planner
+        capture = frame.capture_time
+        est = self.estimator.estimate()
+        alloc = planner.allocate(est.bandwidth_bps, est.rtt_s * 1000.0)
+        margin = cfg.cloud.response_margin_ms / 1000.0
+        plans: dict[str, TaskPlan] = {}
+        jobs: dict[str, tuple] = {}
+        for t in tasks:
+            image = frame.images.get(t.camera)
+            if image is None:
+                log.warning("frame %d has no %s image; task %s skipped", frame.frame_id, t.camera, t.name)
+                continue
+            choice = alloc.choice(t.name)
+            hard = capture + t.task.deadline_ms / 1000.0
+            plans[t.name] = TaskPlan(hard - margin, hard, choice.option, t.task.on_car.id, not choice.on_car)
+            if not choice.on_car:
+                jobs[t.name] = (image, encode_spec(t.task.option(choice.option)))
+        info = {
+            "estimate": {
+                "bandwidth_bps": round(est.bandwidth_bps, 1), "rtt_ms": round(est.rtt_s * 1000.0, 3),
+                "samples": est.samples, "stale": est.stale,
+            },
+            "allocation": {
+                "expected_utility": round(alloc.expected_utility, 6), "used_bps": round(alloc.used_bps, 1),
+                "solver": alloc.solver, "solve_ms": round(alloc.solve_time_ms, 3),
+            },
+        }
+        self.fuser.open_frame(frame.frame_id, capture, plans, info)
+        self._run_onboard(frame, tasks, models, set(plans))
+        te = time.perf_counter()
+        encoded = self.encoder.encode_many(jobs) if jobs else {}
+        encode_ms = (time.perf_counter() - te) * 1000.0
+        for name, enc in encoded.items():
+            plan = plans[name]
+            model = next(t for t in tasks if t.name == name).task.option(plan.option).model
+            self.uplink.submit(UploadRequest(name, model, enc, frame.frame_id, capture, plan.deadline))
+        probe = self.estimator.probe_bytes(alloc.used_bps)
+        if probe:
+            self.uplink.probe(probe)
+        step_ms = (time.perf_counter() - t0) * 1000.0
+        self._record(frame, tasks, alloc, est, encode_ms, jobs)
+        estimate_log.info(
+            "frame=%d bandwidth_bps=%.0f rtt_ms=%.1f samples=%d stale=%s planned_bps=%.0f used_bps=%.0f "
+            "uploads=%d probe_bytes=%d solver=%s solve_ms=%.2f step_ms=%.2f",
+            frame.frame_id, est.bandwidth_bps, est.rtt_s * 1000, est.samples, est.stale, alloc.bandwidth_bps,
+            alloc.used_bps, len(encoded), probe, alloc.solver, alloc.solve_time_ms, step_ms,
+        )
+        return StepReport(frame.frame_id, alloc, est, encode_ms, step_ms, len(encoded), probe)
+
+    def _run_onboard(self, frame: CapturedFrame, tasks, models, names: set[str]) -> None:
+        while len(self._onboard_futures) >= _MAX_ONBOARD_BACKLOG_FRAMES:
+            self._onboard_futures.popleft().result()
+        fid = frame.frame_id
+
+        def run() -> None:
+            for t in tasks:
+                if t.name not in names:
+                    continue
+                try:
+                    dets = models[t.onboard_model].detect(frame.images[t.camera])
+                except Exception:
+                    log.exception("on-car model %s failed on frame %d", t.onboard_model, fid)
+                    dets = []
+                self.fuser.onboard_result(fid, t.name, dets, self.clock.now())
+
+        self._onboard_futures.append(self._onboard_pool.submit(run))
+
+    def _record(self, frame, tasks, alloc: Allocation, est: LinkEstimate, encode_ms: float, jobs) -> None:
+        m = self.metrics
+        m.frames.inc()
+        m.estimate_bps.set(est.bandwidth_bps)
+        m.rtt_ms.set(est.rtt_s * 1000.0)
+        m.solve_ms.observe(alloc.solve_time_ms)
+        if jobs:
+            m.encode_ms.observe(encode_ms)
+        for t in tasks:
+            m.set_choice(t.name, [o.id for o in t.task.options], alloc.choice(t.name).option)
+
+    # -- results -------------------------------------------------------------------------------
+
+    def _on_upload(self, outcome: UploadOutcome) -> None:
+        self.metrics.uploads.labels(status=outcome.status).inc()
+        self.fuser.cloud_outcome(outcome)
+
+    def _fuse_loop(self) -> None:
+        while True:
+            stopping = self._stop.is_set()
+            now = self.clock.now()
+            for fr in self.fuser.poll(now, flush=stopping):
+                self._emit(fr)
+            if stopping and self.fuser.open_frames() == 0:
+                return
+            wake = self.fuser.next_wakeup()
+            timeout = 0.05 if wake is None else min(max(wake - self.clock.now(), 0.0), 0.05)
+            with self.fuser.changed:
+                self.fuser.changed.wait(timeout if timeout > 0 else 0.0005)
+
+    def _emit(self, fr: FrameResult) -> None:
+        m = self.metrics
+        for name, r in fr.tasks.items():
+            m.results.labels(task=name, source=r.source).inc()
+            if not r.deadline_met:
+                m.deadline_misses.labels(task=name).inc()
+        sent = self.uplink.counters.sent
+        if sent:
+            m.cloud_hit_rate.set(self.fuser.counters.cloud_used / sent)
+        try:
+            self.sink.write(fr)
+        except Exception:
+            log.exception("sink failed on frame %d", fr.frame_id)
+        self._emitted += 1
+
+    @property
+    def emitted(self) -> int:
+        return self._emitted
+
+    def close(self, timeout_s: float = 1.5) -> None:
+        """Finish: stop uploads, resolve the open frames (on-car results), flush the sink."""
+        t_end = time.monotonic() + timeout_s
+        self.uplink.close()
+        self._onboard_pool.shutdown(wait=False, cancel_futures=False)
+        self._stop.set()
+        with self.fuser.changed:
+            self.fuser.changed.notify_all()
+        self._fuse_thread.join(timeout=max(0.0, t_end - time.monotonic()))
+        if self._fuse_thread.is_alive():
+            log.warning("%d frames still open at shutdown (on-car model still running)", self.fuser.open_frames())
+        self.encoder.close()
+        self.sink.close()

@@ -1,0 +1,161 @@
+"""Benchmark of the onboard daemon's per-frame overhead (onboard.pipeline.OnboardPipeline.step).
+
+Run: ``python tests/benchmarks/onboard.py [--frames N]`` (data from CARLINK_TEST_DATA, else
+../shared/data).
+
+What is measured: the wall time of ``step(frame)`` on the real Waymo frame's five camera images
+(FRONT, FRONT_LEFT, FRONT_RIGHT 1920x1280; SIDE_LEFT, SIDE_RIGHT 1920x886), one task per camera,
+frames fed at 10 Hz. ``step`` covers the bandwidth estimate, the allocation (exact MCKP solver),
+resizing + encoding the images of the tasks sent to the cloud (cv2, thread pool), building and
+serialising the gRPC requests and handing them to gRPC. It excludes model inference (the on-car
+model is the zoo's "noop", run on its own thread) and network time (the calls are asynchronous;
+the peer is a stand-in gRPC server on loopback that answers without decoding, since on a car the
+cloud's CPU is not the car's). Decoding the JPEGs of the recorded frame is the source's work and
+is excluded too (a camera delivers raw pixels).
+
+Scenarios differ by the option the allocator picks, which decides what is encoded: nothing
+(all on-car), 640x427 JPEG q75 (the common case), 960x640 JPEG q85, and full size JPEG q90 (the
+worst case), the last also with one encoder thread as the baseline for the thread pool.
+Targets on the 2-core dev machine: p50 <= 20 ms and p99 <= 40 ms per frame.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+from concurrent import futures
+from pathlib import Path
+
+import grpc
+
+from carlink.clock import WallClock
+from carlink.onboard.config import parse_config
+from carlink.onboard.pipeline import OnboardPipeline, load_onboard_models
+from carlink.onboard.planning import load_onboard_tasks
+from carlink.onboard.sink import MemorySink
+from carlink.onboard.sources import CapturedFrame
+from carlink.proto import inference_pb2 as pb
+from carlink.proto import inference_pb2_grpc as pb_grpc
+
+CAMERAS = ("FRONT", "FRONT_LEFT", "FRONT_RIGHT", "SIDE_LEFT", "SIDE_RIGHT")
+
+
+def data_root() -> Path:
+    env = os.environ.get("CARLINK_TEST_DATA")
+    root = Path(env) if env else Path(__file__).resolve().parents[3] / "shared" / "data"
+    if not root.is_dir():
+        sys.exit(f"test data not found at {root}: set CARLINK_TEST_DATA")
+    return root
+
+
+class _Echo(pb_grpc.InferenceServicer):
+    """Answers at once without decoding: the cloud's CPU is not part of the car's overhead."""
+
+    def Infer(self, request, context):
+        return pb.InferResponse(task=request.task, model=request.model, frame_id=request.frame_id)
+
+    def Ping(self, request, context):
+        return pb.PingResponse(client_time_unix_us=request.client_time_unix_us)
+
+
+def _profile(path: Path, option: dict | None) -> Path:
+    tasks = []
+    for cam in CAMERAS:
+        opts = []
+        if option is not None:
+            opts.append({"id": "cloud", "utility": 0.7, "payload_bytes_mean": 1000, "payload_bytes_p95": 1000,
+                         "runtime_ms_p50": 1, "runtime_ms_p99": 1, "model": "noop", **option})
+        tasks.append({"name": f"det_{cam.lower()}", "camera": cam, "deadline_ms": 300,
+                      "on_car": {"id": "car", "model": "noop", "utility": 0.3}, "options": opts})
+    path.write_text(json.dumps({"schema": "carlink.profile", "version": 1, "tasks": tasks}))
+    return path
+
+
+def run_scenario(images, address: str, option: dict | None, threads: int, frames: int, tmp: Path) -> list:
+    cfg = parse_config({
+        "daemon": {"profile": str(_profile(tmp / "p.json", option)), "device": "cpu"},
+        "source": {"kind": "synthetic"},
+        "cloud": {"address": address, "ping_interval_s": 0.5},
+        # Plenty of bandwidth: the single cloud option is always chosen when there is one.
+        "estimator": {"initial_bps": 1e12, "min_bps": 1e12, "probe": False},
+        "encoder": {"threads": threads},
+    })
+    tasks = load_onboard_tasks(cfg.profile_path, cfg.tasks)
+    clock = WallClock()
+    pipe = OnboardPipeline(cfg, tasks, clock, MemorySink(), load_onboard_models(tasks, "cpu"))
+    reports = []
+    try:
+        t_next = clock.now()
+        for i in range(frames + 5):
+            clock.sleep(t_next - clock.now())
+            t_next += 0.1  # 10 Hz
+            rep = pipe.step(CapturedFrame(i, clock.now(), images))
+            if i >= 5:  # warm-up: connection, thread pools, first allocations
+                reports.append(rep)
+    finally:
+        pipe.close()
+    return reports
+
+
+def pct(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--frames", type=int, default=200, help="frames per scenario (after 5 warm-up frames)")
+    args = ap.parse_args(argv)
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:
+        pass
+    from carlink.datasets.waymo import read_waymo_frames
+
+    (frame,) = list(read_waymo_frames(data_root() / "waymo" / "v1_frames" / "pvps_data_one_frame.tfrecord"))
+    images = {im.camera.name: im.decode() for im in frame.images}
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8),
+                         options=[("grpc.max_receive_message_length", 64 * 2**20)])
+    pb_grpc.add_InferenceServicer_to_server(_Echo(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    scenarios = [
+        ("all on-car (nothing encoded)", None, 2),
+        ("5 x 640x427 JPEG q75", {"resize": [640, 427], "codec": "jpeg", "jpeg_quality": 75}, 2),
+        ("5 x 960x640 JPEG q85", {"resize": [960, 640], "codec": "jpeg", "jpeg_quality": 85}, 2),
+        ("5 x full size JPEG q90", {"codec": "jpeg", "jpeg_quality": 90}, 2),
+        ("5 x full size JPEG q90, 1 thread", {"codec": "jpeg", "jpeg_quality": 90}, 1),
+    ]
+    rows = []
+    with tempfile.TemporaryDirectory() as d:
+        for name, option, threads in scenarios:
+            reps = run_scenario(images, f"127.0.0.1:{port}", option, threads, args.frames, Path(d))
+            step = [r.step_ms for r in reps]
+            enc = [r.encode_ms for r in reps]
+            solve = [r.allocation.solve_time_ms for r in reps]
+            rest = [r.step_ms - r.encode_ms - r.allocation.solve_time_ms for r in reps]
+            rows.append((name, threads, statistics.median(step), pct(step, 0.99), statistics.median(solve),
+                         statistics.median(enc), statistics.median(rest)))
+    server.stop(0)
+    print(f"onboard per-frame overhead, {args.frames} frames per scenario at 10 Hz, real Waymo frame "
+          f"(3 x 1920x1280 + 2 x 1920x886), {os.cpu_count()} CPUs")
+    print(f"{'scenario':36s} {'thr':>3s} {'p50 ms':>8s} {'p99 ms':>8s} {'solve':>7s} {'encode':>7s} {'other':>7s} {'vs 1 thr':>8s}")
+    base = rows[-1][2]
+    for name, thr, p50, p99, s, e, o in rows:
+        print(f"{name:36s} {thr:3d} {p50:8.2f} {p99:8.2f} {s:7.3f} {e:7.2f} {o:7.2f} {p50 / base:8.2f}")
+    common = rows[1]
+    worst = rows[3]
+    print(f"SUMMARY onboard step p50/p99 ms: on-car {rows[0][2]:.2f}/{rows[0][3]:.2f}; "
+          f"640x427 q75 {common[2]:.2f}/{common[3]:.2f}; full-size q90 {worst[2]:.2f}/{worst[3]:.2f} "
+          f"(targets 20/40)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
