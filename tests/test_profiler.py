@@ -1,0 +1,309 @@
+"""`carlink profile run/show` on real frames: payloads are the encoder's bytes, utilities are the
+metric's, the file round-trips and validates, and an interrupted run resumes to the same bytes.
+
+Kept quick: the cheap HOG variant on two 640x640 frames of the busy downtown TF-Example sequence
+and small resize targets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from carlink.cli import CommandError
+from carlink.datasets.scene import read_frames
+from carlink.detection import WaymoClass
+from carlink.onboard.encoder import encode_image
+from carlink.onboard.pipeline import encode_spec
+from carlink.profile import ProfileError, load_profile, parse_profile
+from carlink.replay.evaluation import Label, frame_ap
+from carlink.replay.profile_cli import register_profile
+from carlink.replay.profiler import (
+    ProfileConfig,
+    ProfilerError,
+    ProfilingStopped,
+    RuntimeTable,
+    checkpoint_path,
+    load_frames,
+    parse_options,
+    parse_tasks,
+    run_profile,
+    select_tasks,
+)
+from carlink.tasks import Option
+from carlink.zoo.registry import get_model
+
+MODEL = "hog-default-fast"
+BUSY = "segment-10023947602400723454_1120_000_1140_000_with_camera_labels.tfrecord"
+
+
+@pytest.fixture(scope="module")
+def busy_scene(tf_example_files) -> str:
+    [path] = [p for p in tf_example_files if p.name == BUSY]
+    return str(path)
+
+
+def _config(scene: str, **kw) -> ProfileConfig:
+    resizes, codecs = parse_options(kw.pop("options", "native,x0.5,jpeg50,png"))
+    base = dict(scenes=(scene,), models=(MODEL,), onboard=MODEL, resizes=resizes, codecs=codecs,
+                tasks=("FRONT",), window_frames=2, max_frames=3)
+    base.update(kw)
+    return ProfileConfig(**base)
+
+
+def _cli(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="carlink")
+    register_profile(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+@pytest.fixture(scope="module")
+def measured(busy_scene, tmp_path_factory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("profile") / "profile.json"
+    doc, result = run_profile(_config(busy_scene), out, progress_bar=False)
+    assert result.measured == 3 * (1 + 4) and result.reused == 0
+    return out, doc
+
+
+def test_option_and_task_parsing():
+    resizes, codecs = parse_options("native, x0.5, 960x640, jpeg75, JPEG95, png, raw")
+    assert [r.label for r in resizes] == ["native", "x0.5", "960x640"]
+    assert [(c.codec, c.jpeg_quality) for c in codecs] == [("jpeg", 75), ("jpeg", 95), ("png", None), ("raw", None)]
+    assert resizes[1].target(1920, 886) == (960, 443) and resizes[0].target(640, 640) is None
+    assert parse_options("jpeg90")[0][0].label == "native"  # no resize item: as captured
+    for bad, words in [("x1.5,png", "scale must be in (0, 1]"), ("jpeg101", "1-100"), ("x0.5", "names no codec"),
+                       ("webp", "neither a resize target"), ("png,png", "png twice")]:
+        with pytest.raises(ProfilerError, match=None) as info:
+            parse_options(bad)
+        assert words in str(info.value)
+    assert parse_tasks("all") is None and parse_tasks("front,FRONT_LEFT") == ("FRONT", "FRONT_LEFT")
+    with pytest.raises(ProfilerError, match="unknown camera 'BACK'"):
+        parse_tasks("FRONT,BACK")
+    assert parse_tasks("front@640x640") == ("FRONT@640x640",)
+
+
+def test_a_camera_seen_at_two_sizes_makes_two_tasks_unless_one_is_chosen(waymo_frame_file, busy_scene):
+    def tasks(spec: str | None):
+        cfg = _config(str(waymo_frame_file), tasks=parse_tasks(spec) if spec else None, max_frames=1)
+        cfg = ProfileConfig(**{**cfg.__dict__, "scenes": (str(waymo_frame_file), busy_scene)})
+        return select_tasks(cfg, load_frames(cfg), WaymoClass.PEDESTRIAN)
+
+    keys, skipped = tasks(None)  # the 5-camera frame (1920 wide) and a 640x640 FRONT sequence
+    assert [k.name for k in keys] == ["FRONT@1920x1280", "FRONT@640x640", "FRONT_LEFT", "FRONT_RIGHT", "SIDE_RIGHT"]
+    assert skipped == ["SIDE_LEFT"] and keys[1].size == (640, 640)
+    keys, _ = tasks("FRONT@640x640,FRONT_RIGHT")
+    assert [(k.name, k.size) for k in keys] == [("FRONT", (640, 640)), ("FRONT_RIGHT", (1920, 1280))]
+    with pytest.raises(ProfilerError, match="no FRONT image of 100x100 in the scenes \\(they hold 1920x1280, 640x640\\)"):
+        tasks("FRONT@100x100")
+
+
+def test_payloads_are_the_encoders_bytes(measured, busy_scene):
+    out, doc = measured
+    [task] = doc["tasks"]
+    frames = list(read_frames(busy_scene))[:3]
+    assert [f["id"] for f in task["frames"]] == [f"{fr.context_name}#{fr.frame_index}" for fr in frames]
+    for opt in task["options"]:
+        # the car encodes exactly what the profile says: its resize target, codec and quality
+        car = Option(id=opt["id"], utility=0.0, payload_bytes=1.0, model=opt["model"],
+                     resize=tuple(opt["resize"]) if opt["resize"] else None, codec=opt["codec"],
+                     jpeg_quality=opt.get("jpeg_quality"))
+        sizes = [len(encode_image(fr.image(1).decode(), encode_spec(car)).payload) for fr in frames]
+        assert opt["payloads"] == sizes, opt["id"]
+        assert opt["payload_bytes_mean"] == pytest.approx(np.mean(sizes), abs=0.05)
+        assert opt["payload_bytes_p95"] == pytest.approx(np.percentile(sizes, 95), abs=0.05)
+    by_id = {o["id"]: o for o in task["options"]}
+    assert by_id[f"{MODEL}-x0.5-png"]["resize"] == [320, 320] and by_id[f"{MODEL}-native-png"]["resize"] is None
+    # PNG is lossless and bigger than JPEG 50 at the same size
+    assert by_id[f"{MODEL}-native-png"]["payload_bytes_mean"] > 3 * by_id[f"{MODEL}-native-jpeg50"]["payload_bytes_mean"]
+
+
+def test_utilities_are_pedestrian_ap_of_the_real_detector(measured, busy_scene):
+    _, doc = measured
+    [task] = doc["tasks"]
+    model = get_model(MODEL)
+    frames = list(read_frames(busy_scene))[:3]
+    expected = []
+    for fr in frames:
+        labels = [Label(lab.box, lab.type) for lab in fr.labels[1]]
+        res = frame_ap(labels, model.detect(fr.image(1).decode()), classes=(WaymoClass.PEDESTRIAN,))
+        expected.append(round(res.mean, 6))
+        assert res.n_labels[WaymoClass.PEDESTRIAN] > 0
+    assert task["on_car"]["utilities"] == expected
+    assert [f["labels"] for f in task["frames"]] == [
+        sum(1 for lab in fr.labels[1] if lab.type == WaymoClass.PEDESTRIAN) for fr in frames]
+    # the decoded native PNG is the original image: the same detector finds the same boxes
+    assert next(o for o in task["options"] if o["id"] == f"{MODEL}-native-png")["utilities"] == expected
+    assert task["windows"] == [[0, 2], [2, 3]]
+    for opt in [task["on_car"], *task["options"]]:
+        assert len(opt["window_utilities"]) == 2 and 0 <= opt["utility"] <= 1
+        assert opt["runtime_ms_p99"] >= opt["runtime_ms_p50"] > 0
+    assert doc["provenance"]["runtime"]["kind"] == "measured"
+    assert doc["provenance"]["data"][0]["sha256"] and "--max-frames 3" in doc["provenance"]["command"]
+
+
+def test_profile_round_trips_and_serves_the_allocator(measured):
+    out, doc = measured
+    profile = load_profile(out)
+    assert profile.version == 2 and profile.provenance.on_car_model == MODEL
+    again = out.with_name("again.json")
+    again.write_text(profile.to_json())
+    assert load_profile(again) == profile
+    [task] = profile.to_tasks()
+    assert task.name == "FRONT" and len(task.options) == 5 and task.on_car.model == MODEL
+    tp = profile.tasks[0]
+    frame1 = tp.frame_utilities(1)
+    assert frame1["on-car"] == doc["tasks"][0]["on_car"]["utilities"][1] and len(frame1) == 5
+    assert tp.window_index(2) == 1 and tp.window_index(3) is None
+
+
+def _error(raw) -> str:
+    with pytest.raises(ProfileError) as info:
+        parse_profile(raw, "p.json")
+    return str(info.value)
+
+
+def test_corrupt_or_wrong_version_profile_is_refused(measured, tmp_path):
+    out, doc = measured
+    raw = json.loads(out.read_text())
+    assert "version 7 is not supported" in _error({**raw, "version": 7})
+    bad = json.loads(out.read_text())
+    bad["tasks"][0]["options"][2]["utilities"].pop()
+    msg = _error(bad)
+    assert "tasks[0] 'FRONT'" in msg and bad["tasks"][0]["options"][2]["id"] in msg
+    assert "utilities has 2 values for 3 frames" in msg
+    bad = json.loads(out.read_text())
+    bad["tasks"][0]["windows"][1] = [2, 9]
+    assert "windows[1] = [2, 9] is not a range inside the 3 frames" in _error(bad)
+    bad = json.loads(out.read_text())
+    bad["tasks"][0]["on_car"]["utilities"][0] = 1.5
+    assert "utilities[0] = 1.5 is outside the utility range" in _error(bad)
+    bad = json.loads(out.read_text())
+    bad["provenance"]["comand"] = "typo"
+    assert "provenance > comand" in _error(bad)
+    cut = tmp_path / "cut.json"
+    cut.write_text(out.read_text()[:500])
+    with pytest.raises(ProfileError, match="not valid JSON"):
+        load_profile(cut)
+
+
+def _table(tmp_path: Path) -> Path:
+    path = tmp_path / "runtimes.csv"
+    path.write_text("# hardware figures for the test\nmodel,resize,runtime_ms_p50,runtime_ms_p99\n"
+                    f"{MODEL},native,20,31.5\n{MODEL},*,6,9\n")
+    return path
+
+
+def test_resume_gives_the_same_file_as_an_uninterrupted_run(busy_scene, tmp_path):
+    table = _table(tmp_path)
+    out = tmp_path / "p.json"
+    argv = ["profile", "run", busy_scene, "--tasks", "FRONT", "--models", MODEL, "--onboard", MODEL,
+            "--options", "x0.5,x0.25,jpeg75,png", "--max-frames", "2", "--runtime-table", str(table),
+            "-o", str(out), "--no-progress"]
+    assert _cli(argv) == 0
+    clean = out.read_bytes()
+    assert not checkpoint_path(out).exists()  # removed once the profile is written
+    out.unlink()
+    # interrupted after 4 of the 2 x (1 + 4) measurements, then resumed
+    assert _cli(argv + ["--stop-after", "4"]) == 3
+    assert not out.exists() and len(checkpoint_path(out).read_text().splitlines()) == 1 + 4
+    _, result = run_profile(_config(busy_scene, options="x0.5,x0.25,jpeg75,png", max_frames=2, window_frames=5),
+                            out, resume=True, table=RuntimeTable.load(table), progress_bar=False)
+    assert (result.measured, result.reused) == (6, 4)
+    assert out.read_bytes() == clean
+    doc = json.loads(clean)
+    opt = doc["tasks"][0]["options"][0]
+    assert (opt["runtime_ms_p50"], opt["runtime_ms_p99"]) == (6.0, 9.0)
+    assert doc["tasks"][0]["on_car"]["runtime_ms_p99"] == 31.5
+    assert doc["provenance"]["runtime"]["kind"] == "table" and "--resume" not in doc["provenance"]["command"]
+
+
+def test_resume_refuses_other_settings_and_survives_a_cut_line(busy_scene, tmp_path):
+    out = tmp_path / "p.json"
+    cfg = _config(busy_scene, options="x0.25,jpeg75", max_frames=2)
+    with pytest.raises(ProfilingStopped):
+        run_profile(cfg, out, stop_after=3, progress_bar=False)
+    with pytest.raises(ProfilerError, match=r"different settings \(codecs\)"):
+        run_profile(_config(busy_scene, options="x0.25,jpeg90", max_frames=2), out, resume=True, progress_bar=False)
+    ckpt = checkpoint_path(out)
+    lines = ckpt.read_text().splitlines(keepends=True)
+    ckpt.write_text("".join(lines[:-1]) + lines[-1][:20])  # the interruption cut the last line
+    _, result = run_profile(cfg, out, resume=True, progress_bar=False)
+    assert (result.measured, result.reused) == (2, 2)
+    ckpt.write_text("not a checkpoint\n")
+    with pytest.raises(ProfilerError, match="line 1: not a carlink profile checkpoint"):
+        run_profile(cfg, out, resume=True, progress_bar=False)
+
+
+def test_runtime_table_errors(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("model,runtime\nx,1\n")
+    with pytest.raises(ProfilerError, match="header must be model,resize,runtime_ms_p50,runtime_ms_p99"):
+        RuntimeTable.load(path)
+    path.write_text("model,resize,runtime_ms_p50,runtime_ms_p99\nm,native,5,4\n")
+    with pytest.raises(ProfilerError, match="row 2: need 0 <= runtime_ms_p50 <= runtime_ms_p99"):
+        RuntimeTable.load(path)
+    path.write_text("model,resize,runtime_ms_p50,runtime_ms_p99\nm,native,5,6\n")
+    with pytest.raises(ProfilerError, match="no row for model m at resize x0.5"):
+        RuntimeTable.load(path).lookup("m", "x0.5")
+
+
+def test_label_free_camera_is_skipped_or_refused(waymo_frame_file, tmp_path):
+    # SIDE_LEFT of the real 5-camera frame has no pedestrian label: its AP is undefined
+    cfg = _config(str(waymo_frame_file), tasks=("SIDE_LEFT",), options="x0.1,jpeg50")
+    with pytest.raises(ProfilerError, match="task SIDE_LEFT: no frame has a pedestrian label"):
+        run_profile(cfg, tmp_path / "p.json", progress_bar=False)
+    with pytest.raises(CommandError, match="unknown model 'nope'"):
+        _cli(["profile", "run", str(waymo_frame_file), "--models", "nope", "-o", str(tmp_path / "q.json")])
+
+
+def test_show_prints_staircases_and_plots(measured, tmp_path, capsys):
+    out, doc = measured
+    png = tmp_path / "stairs.png"
+    assert _cli(["profile", "show", str(out), "--rtt", "30", "--deadline", "150", "--plot", str(png)]) == 0
+    text = capsys.readouterr().out
+    assert "task FRONT" in text and "on-car" in text and "RTT 30 ms" in text and "deadline 150 ms" in text
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # every printed cloud step's b_c is TURBO's formula on the profile's p95 payload and p99 runtime
+    opts = {o["id"]: o for o in doc["tasks"][0]["options"]}
+    rows = [ln.split() for ln in text.splitlines() if ln.strip().split(" ")[-1] in opts]
+    for bc, _, payload, runtime, oid in rows:
+        o = opts[oid]
+        assert float(bc) == pytest.approx(8 * o["payload_bytes_p95"] / ((150 - 30 - o["runtime_ms_p99"]) / 1000) / 1e6,
+                                          abs=1e-3)
+    with pytest.raises(CommandError, match="cannot read profile"):
+        _cli(["profile", "show", str(tmp_path / "missing.json")])
+    # wired into the real `carlink` command line (replay/cli.py registers it)
+    from carlink.cli import main
+
+    assert main(["profile", "show", str(out), "--payload", "mean", "--runtime", "p50"]) == 0
+    assert "payload mean, runtime p50" in capsys.readouterr().out
+    assert main(["profile", "show", str(tmp_path / "missing.json")]) == 2
+
+
+def test_shipped_default_profile_is_real_and_says_where_it_came_from(data_dir):
+    import hashlib
+
+    from carlink.profile import DEFAULT_PROFILE
+
+    profile = load_profile(DEFAULT_PROFILE)
+    prov = profile.provenance
+    assert profile.version == 2 and prov.command.startswith("carlink profile run ")
+    assert prov.on_car_model == "hog-default-fast" and len(prov.cloud_models) >= 2
+    assert all(m.startswith("hog-") for m in prov.cloud_models) and "HOG" in profile.description
+    for src in prov.data:  # the very files of shared/data, by content
+        local = data_dir / src["path"].split("shared/data/", 1)[1]
+        assert hashlib.sha256(local.read_bytes()).hexdigest() == src["sha256"], src["path"]
+    assert sum(src["frames"] for src in prov.data) == 61
+    codecs = {(o.codec, o.jpeg_quality) for t in profile.tasks for o in t.options}
+    assert codecs == {("jpeg", 50), ("jpeg", 75), ("jpeg", 90), ("jpeg", 95), ("png", None)}
+    # one task per camera: FRONT from the 640x640 sequences, the others from the 5-camera frame
+    assert [(t.name, t.camera) for t in profile.tasks] == [
+        ("FRONT", "FRONT"), ("FRONT_LEFT", "FRONT_LEFT"), ("FRONT_RIGHT", "FRONT_RIGHT"), ("SIDE_RIGHT", "SIDE_RIGHT")]
+    front = profile.tasks[0]
+    assert front.image_size == (640, 640) and len(front.frames) == 60 and len({o.resize for o in front.options}) == 3
+    assert profile.to_tasks()  # the allocator can use it
