@@ -84,4 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run through the imported module, not this __main__ copy: commands raise
+    # carlink.cli.CommandError, which must be the class main() catches.
+    from carlink.cli import main as _main
+
+    sys.exit(_main())

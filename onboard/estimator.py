@@ -3,7 +3,10 @@
 Bandwidth samples come from completed uploads: payload bytes over the time the payload spent
 getting to the server. Unary gRPC hands the request to the handler only once it has fully
 arrived, so that time is the call's elapsed time minus the server's own processing time
-(``ServerTimings.total_ms``) minus one round trip (from Ping); no shared clock is needed. An
+(``ServerTimings.total_ms``) minus one round trip (from Ping); no shared clock is needed. Uploads
+of different tasks share the link: timed one by one, each would show only its share of it. So
+transfers whose time on the wire overlaps are merged into one burst, whose sample is all their
+bytes over the burst's span; a burst's sample replaces those of the transfers it absorbed. An
 upload that timed out gives an upper bound (bytes over elapsed time), which is recorded too: it
 is what makes the estimate fall during a blackout. The next completed upload discards those
 bounds, so the estimate recovers as soon as the link does, not a window later.
@@ -30,6 +33,21 @@ from carlink.onboard.config import EstimatorConfig
 _MIN_TRANSFER_S = 0.001
 _MIN_PROBE_BYTES = 4096
 _DEFAULT_RTT_S = 0.05
+# A burst stops absorbing transfers once it spans this long, so that a link kept busy without a
+# pause still yields a sample per interval instead of one sample for the whole window.
+_MAX_BURST_S = 1.0
+
+
+@dataclass(slots=True)
+class _Burst:
+    """Transfers whose time on the wire overlapped: together they measure the link."""
+
+    start: float
+    end: float
+    nbytes: float
+
+    def rate_bps(self) -> float:
+        return self.nbytes * 8.0 / max(self.end - self.start, _MIN_TRANSFER_S)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +68,8 @@ class UplinkEstimator:
         self._cfg = cfg
         self._clock = clock
         self._lock = threading.Lock()
-        self._bw: deque[tuple[float, float, bool]] = deque()  # (time, bit/s, from a timeout)
+        # (time, bit/s, from a timeout, burst the sample measures or None)
+        self._bw: deque[tuple[float, float, bool, _Burst | None]] = deque()
         self._rtt: deque[tuple[float, float]] = deque()  # (time, seconds)
         self._last_sample_t: float | None = None
         self._last_value: float = cfg.initial_bps
@@ -69,16 +88,20 @@ class UplinkEstimator:
 
     # -- samples -------------------------------------------------------------------------------
 
-    def record_upload(self, nbytes: int, elapsed_s: float, server_s: float) -> float:
+    def record_upload(self, nbytes: int, elapsed_s: float, server_s: float, sent_at: float | None = None) -> float:
         """A completed upload; returns the bandwidth sample it gave (bits per second).
 
         The round trip taken off is the smallest recent one (propagation): a conservative, high
-        RTT here would shrink the transfer time and overstate the bandwidth.
+        RTT here would shrink the transfer time and overstate the bandwidth. With ``sent_at``
+        (clock time of the send), the transfer is merged with others that overlapped it on the
+        wire and the sample is their burst's rate.
         """
         with self._lock:
             rtt = min((r for _, r in self._rtt), default=_DEFAULT_RTT_S)
         transfer = max(elapsed_s - server_s - rtt, _MIN_TRANSFER_S)
-        return self._add_bw(nbytes * 8.0 / transfer, bound=False)
+        if sent_at is None:
+            return self._add_bw(nbytes * 8.0 / transfer, bound=False)
+        return self._add_transfer(sent_at, sent_at + transfer, nbytes)
 
     def record_timeout(self, nbytes: int, elapsed_s: float) -> float:
         """An upload that did not finish in ``elapsed_s``: capacity was below bytes/elapsed.
@@ -99,7 +122,27 @@ class UplinkEstimator:
             self._prune(self._rtt, now)
             self._rtt_q = None
 
-    def _add_bw(self, bps: float, bound: bool) -> float:
+    def _add_transfer(self, start: float, end: float, nbytes: int) -> float:
+        with self._lock:
+            burst = _Burst(start, end, float(nbytes))
+            absorbed = set()
+            for _, _, _, other in self._bw:
+                if other is None or id(other) in absorbed or other.end < start or other.start > end:
+                    continue
+                if other.end - other.start >= _MAX_BURST_S and end > other.end:
+                    # A sealed burst does not grow: the part of this transfer after it stands
+                    # alone, with its share of the bytes.
+                    kept = (end - max(burst.start, other.end)) / (end - start)
+                    burst.start, burst.nbytes = max(burst.start, other.end), nbytes * kept
+                    continue
+                absorbed.add(id(other))
+                burst.start, burst.end = min(burst.start, other.start), max(burst.end, other.end)
+                burst.nbytes += other.nbytes
+            if absorbed:
+                self._bw = deque(s for s in self._bw if s[3] is None or id(s[3]) not in absorbed)
+        return self._add_bw(burst.rate_bps(), bound=False, burst=burst)
+
+    def _add_bw(self, bps: float, bound: bool, burst: _Burst | None = None) -> float:
         now = self._clock.now()
         with self._lock:
             if not bound:
@@ -108,7 +151,7 @@ class UplinkEstimator:
                 kept = [s for s in self._bw if not s[2]]
                 if len(kept) != len(self._bw):
                     self._bw = deque(kept)
-            self._bw.append((now, bps, bound))
+            self._bw.append((now, bps, bound, burst))
             self._prune(self._bw, now)
             self._last_sample_t = now
             self._bw_q = None

@@ -210,7 +210,7 @@ class Uplink:
             outcome = UploadOutcome(req.task, req.frame_id, req.model, "CANCELLED", sent_at=sent_at, done_at=now)
         else:
             server_ms = resp.timings.total_ms
-            self._est.record_upload(nbytes, now - sent_at, server_ms / 1000.0)
+            self._est.record_upload(nbytes, now - sent_at, server_ms / 1000.0, sent_at=sent_at)
             outcome = UploadOutcome(
                 req.task, req.frame_id, req.model, "ok",
                 detections=detections_from_proto(resp.detections),
@@ -260,7 +260,8 @@ class Uplink:
         def done(f: grpc.Future) -> None:
             try:
                 resp = f.result()
-                self._est.record_upload(len(msg.payload), self._clock.now() - sent_at, resp.timings.total_ms / 1000.0)
+                self._est.record_upload(len(msg.payload), self._clock.now() - sent_at,
+                                        resp.timings.total_ms / 1000.0, sent_at=sent_at)
             except grpc.RpcError as err:
                 if err.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
                     self._est.record_timeout(len(msg.payload), self._clock.now() - sent_at)

@@ -325,3 +325,34 @@ def test_watchdog_interval(monkeypatch):
     assert watchdog_interval_s() == 2.0
     monkeypatch.setenv("WATCHDOG_PID", str(os.getpid() + 1))
     assert watchdog_interval_s() is None
+
+
+def test_estimator_credits_concurrent_uploads_to_the_shared_link():
+    """Two tasks' uploads share a 10 Mbit/s link: together, not each alone, they measure it."""
+    clock = VirtualClock()
+    est = UplinkEstimator(EstimatorConfig(window_s=10, quantile=0.0), clock)
+    rtt = 0.05  # the estimator's default round trip before any ping
+    for _ in range(5):
+        t0 = clock.now()
+        # 125 kB each, sent together: 0.2 s on the wire for both at 10 Mbit/s, fair shares.
+        clock.advance(0.2 + rtt)
+        est.record_upload(125_000, clock.now() - t0, 0.0, sent_at=t0)
+        est.record_upload(125_000, clock.now() - t0, 0.0, sent_at=t0)
+        clock.advance(0.5)  # idle: the next pair is a new burst
+    e = est.estimate()
+    assert e.bandwidth_bps == pytest.approx(10e6, rel=1e-6)
+    assert e.samples == 5  # one sample per burst, the halves replaced
+
+
+def test_estimator_seals_long_bursts_so_a_busy_link_keeps_sampling():
+    clock = VirtualClock()
+    est = UplinkEstimator(EstimatorConfig(window_s=10, quantile=0.0), clock)
+    # An upload of 100 kB every 0.1 s, each 0.15 s on the wire: always two overlap, and the link
+    # moves 8 Mbit/s without a pause for 3 s.
+    for i in range(30):
+        sent = 0.1 * i
+        clock.advance_to(sent + 0.15 + 0.05)  # on the wire, then the default 50 ms round trip
+        est.record_upload(100_000, clock.now() - sent, 0.0, sent_at=sent)
+    e = est.estimate()
+    assert e.samples >= 3  # sealed bursts: not one sample for the whole busy stretch
+    assert 6.5e6 < e.bandwidth_bps <= 8.1e6
