@@ -55,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
         register(sub)
     for name, register in _plugin_registers():
         if isinstance(register, Exception):
-            logging.getLogger("carlink.cli").debug("commands of %s unavailable: %s", name, register)
+            # Say so, but keep the other commands usable (e.g. a missing optional dependency).
+            print(f"carlink: warning: the {name} commands are unavailable: {register}", file=sys.stderr)
             continue
         register(sub)
     return parser
