@@ -130,9 +130,7 @@ class Allocator:
     def prepare(self, solver: str | None = None) -> None:
         """Do the one-off work (CVXPY's compilation) now rather than in the first frame."""
         if self.solver_for(solver) == "cvxpy" and len(self.tasks):
-            bc = np.where(self.table.valid, 1.0, np.inf)
-            bc[np.arange(len(self.tasks)), self.table.on_car] = 0.0
-            self._cvx_model().solve(bc, np.zeros(self.table.shape), 1.0)
+            self._cvx_model().prepare()
 
     def solver_for(self, solver: str | None = None) -> str:
         """The concrete solver (``cvxpy``, ``mckp`` or ``pulp``) a call would use."""
@@ -202,11 +200,11 @@ class Allocator:
         return choice, label, gap
 
     def _cvx_model(self) -> Any:
-        from .cvx import CvxModel  # cvxpy is imported only when the CVXPY path is used
+        from .cvx import CvxSolver  # cvxpy is imported only when the CVXPY path is used
 
         key = (*self.table.shape, self.config.mip_solver)
         if key not in self._cvx_models:
-            self._cvx_models[key] = CvxModel(*self.table.shape, solver=self.config.mip_solver)
+            self._cvx_models[key] = CvxSolver(*self.table.shape, solver=self.config.mip_solver)
         return self._cvx_models[key]
 
     def _result(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -125,3 +127,69 @@ def test_ties_are_broken_by_the_documented_rule():
 def test_infeasible_budget_for_a_row_without_zero_option_is_an_error():
     with pytest.raises(ValueError, match="row 0"):
         mckp.solve(np.array([[3.0, 4.0]]), np.array([[1.0, 2.0]]), 2.0)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_list_and_numpy_fast_paths_give_identical_answers(seed):
+    """The car-scale (Python lists) and the vectorised implementation follow the same rules."""
+    rng = np.random.default_rng(seed)
+    n_tasks = int(rng.integers(1, mckp.SMALL_TASKS + 1))
+    for _ in range(10):
+        table = OptionTable.from_tasks(synthetic.random_tasks(rng, n_tasks, 45))
+        cond = synthetic.random_conditions(rng, n_tasks)
+        bc, value = table.frame(cond.rtt_ms)
+        small = mckp._solve_small(bc.tolist(), value.tolist(), cond.bandwidth_bps)
+        big = mckp._solve_numpy(bc, value, cond.bandwidth_bps)
+        assert (small.value, small.bandwidth, small.choice.tolist()) == (big.value, big.bandwidth, big.choice.tolist())
+        assert small.bound >= small.value
+
+
+def test_fast_path_with_an_unlimited_budget_takes_every_best_option():
+    bc = np.array([[0.0, 3.0, np.inf], [0.0, 1e12, 2.0]])
+    value = np.array([[0.1, 0.5, 0.9], [0.2, 0.8, 0.3]])
+    sol = mckp.solve(bc, value, np.inf)
+    assert sol.choice.tolist() == [1, 1]
+    assert sol.value == 0.5 + 0.8
+
+
+@pytest.mark.parametrize("solver", ["HIGHS", "GLPK_MI", "SCIP", "SCIPY"])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(inst=exact_instances(max_tasks=4, max_options=8))
+def test_pruned_cvxpy_path_equals_brute_force(solver, inst):
+    """What the Allocator runs: staircase pruning, a width bucket's model, columns mapped back."""
+    if solver not in cvx.installed_mip_solvers():
+        pytest.skip(f"{solver} not installed")
+    bc, value, budget = inst
+    key = (*bc.shape, solver, "pruned")
+    if key not in _MODELS:
+        _MODELS[key] = cvx.CvxSolver(*bc.shape, solver=solver)
+    choice = _MODELS[key].solve(bc, value, budget).choice
+    got_value, got_bw = mckp.objective(bc, value, choice)
+    assert got_bw <= budget
+    assert got_value == mckp.brute_force(bc, value, budget).value
+
+
+def test_glpk_refreshed_data_equals_cvxpys_own_problem_data():
+    """The in-place refresh feeds GLPK exactly the numbers CVXPY's get_problem_data builds."""
+    rng = np.random.default_rng(7)
+    table = OptionTable.from_tasks(synthetic.random_tasks(rng, 3, 6))
+    model = cvx.CvxModel(*table.shape, solver="GLPK_MI")
+    for _ in range(3):
+        cond = synthetic.random_conditions(rng, 3)
+        bc, value = table.frame(cond.rtt_ms)
+        model.solve(bc, value, cond.bandwidth_bps)  # sets the Parameters, builds the refresher once
+        mine = model._glpk.data()
+        ref, _, _ = model.problem.get_problem_data("GLPK_MI")
+        for key in ("c", "G", "h", "A", "b"):
+            want = ref[key].toarray() if hasattr(ref[key], "toarray") else np.asarray(ref[key])
+            got = mine[key].toarray() if hasattr(mine[key], "toarray") else mine[key]
+            assert np.array_equal(want.ravel(), np.asarray(got).ravel()), key
+
+
+def test_highs_prints_are_silenced_but_only_during_the_solve(capfd):
+    with cvx._silenced_stdout():
+        os.write(1, b"from C, on stdout\n")
+        os.write(2, b"from C, on stderr\n")
+    os.write(1, b"after\n")
+    out, err = capfd.readouterr()
+    assert out == "after\n" and err == ""
