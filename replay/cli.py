@@ -1,0 +1,245 @@
+"""``carlink replay [SCENE...]``: what would the car have gained from the cloud on this drive?
+
+Also registers ``carlink profile ...`` (replay/profile_cli.py) where that module is present.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from carlink.replay.policies import POLICY_NAMES
+
+_EPILOG = f"""\
+With no SCENE, runs the built-in demonstration: SYNTHETIC frames and a SYNTHETIC trace generated
+by code (offline, a few seconds), clearly labelled as such in every output.
+
+Policies (--policies, comma-separated; default all): {', '.join(POLICY_NAMES)}.
+  carlink       per-frame solve, conservative statistics, bandwidth treated as uncertain
+  turbo         TURBO: latest estimate as is, aggregate curves, re-solved every 500 ms
+  on-car        never uses the cloud
+  single-cloud  full frame, one quality, largest model, every frame; used when in time
+  oracle        knows the true capacity and per-frame utilities (upper bound)
+
+Clocks: virtual (default) runs every policy on an emulated link with runtimes charged from the
+profile, deterministically (same inputs, same summary.json byte for byte); wall runs the real
+onboard pipeline (the carlink policy) in real time through a loopback link-emulating proxy to a
+cloud server started in-process, or to --cloud HOST:PORT.
+
+Outputs in -o DIR: summary.json (per policy), results.json (per frame and task), report.html
+with capacity.png, options.png and utility.png.
+
+examples:
+  carlink replay
+  carlink replay scene.tfrecord --trace throughput.list --trace-format nuwins --scale 0.2
+  carlink replay scene.tfrecord --trace ATT-LTE-driving.up --rtt 60 --clock wall -o out/
+"""
+
+
+def _positive_float(text: str) -> float:
+    v = float(text)
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return v
+
+
+def _nonneg_float(text: str) -> float:
+    v = float(text)
+    if not v >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return v
+
+
+def _positive_int(text: str) -> int:
+    v = int(text)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return v
+
+
+def _policies(text: str) -> tuple[str, ...]:
+    names = tuple(p.strip() for p in text.split(",") if p.strip())
+    bad = [p for p in names if p not in POLICY_NAMES]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(f"unknown policy {', '.join(bad) or '(none)'}; choose from {', '.join(POLICY_NAMES)}")
+    return names
+
+
+def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    from carlink.datasets.trace_readers import TRACE_FORMATS
+
+    p = sub.add_parser(
+        "replay", help="replay scenes over a cellular trace and compare policies",
+        description="Replay recorded scenes over a real (or synthetic) uplink trace and compare what "
+                    "carlink, TURBO, on-car only, single-cloud and an oracle would have achieved.",
+        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("scenes", nargs="*", metavar="SCENE", help="Waymo v1 Frame or TF-Example TFRecord files")
+    p.add_argument("--trace", metavar="FILE", help="uplink trace (default: a synthetic one)")
+    p.add_argument("--trace-format", default="auto", choices=("auto", *TRACE_FORMATS),
+                   help="trace file format (default: detect)")
+    p.add_argument("--trace-offset", type=_nonneg_float, default=0.0, metavar="S",
+                   help="start this many seconds into the trace (default 0)")
+    p.add_argument("--rtt", type=_nonneg_float, metavar="MS",
+                   help="round trip in ms (default: the trace's RTT series if it has one, else 40)")
+    p.add_argument("--scale", type=_positive_float, default=1.0, metavar="X",
+                   help="multiply the trace's capacity by X (default 1)")
+    p.add_argument("--queue-bytes", type=_positive_int, metavar="N",
+                   help="drop-tail queue limit of the emulated uplink (default: unlimited, as mahimahi)")
+    p.add_argument("--profile", metavar="FILE",
+                   help="profile JSON (default: carlink/profiles/default.json for scenes, the illustrative "
+                        "example profile for the synthetic demonstration)")
+    p.add_argument("--policies", type=_policies, default=POLICY_NAMES, metavar="LIST",
+                   help=f"comma-separated subset of {','.join(POLICY_NAMES)} (default: all)")
+    p.add_argument("--utilities", choices=("auto", "measured", "profile"), default="auto",
+                   help="virtual clock: 'measured' runs the models on the frames (real AP), 'profile' "
+                        "takes per-frame utilities from the profile (fast); auto: measured when every "
+                        "model of the profile can be loaded here, else profile. Measured with the oracle "
+                        "runs every option's model on every frame (slow on a CPU)")
+    p.add_argument("--clock", choices=("virtual", "wall"), default="virtual",
+                   help="virtual: deterministic, all policies; wall: real pipeline in real time")
+    p.add_argument("--cloud", metavar="HOST:PORT",
+                   help="wall clock: use this cloud server instead of starting one in-process")
+    p.add_argument("-o", "--output", default="replay-out", metavar="DIR", help="output folder (default replay-out)")
+    p.add_argument("--max-frames", type=_positive_int, metavar="N", help="replay at most N frames")
+    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic frames and trace (default 0)")
+    p.add_argument("--no-report", action="store_true", help="write the JSON only (no HTML/PNG)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run_command, parser=p)
+
+    try:
+        from carlink.replay.profile_cli import register_profile
+    except ImportError:
+        return
+    register_profile(sub)
+
+
+def _error(message: str) -> Exception:
+    from carlink.cli import CommandError
+
+    return CommandError(message)
+
+
+def _pick_utilities(mode: str, profile):
+    from carlink.replay.frame_utility import MeasuredUtilities, ProfileUtilities
+
+    if mode == "profile":
+        return ProfileUtilities(), None
+    if mode == "auto" or mode == "measured":
+        from carlink.zoo.registry import get_model
+
+        try:
+            for name in dict.fromkeys([*profile.on_car_models(), *profile.cloud_models()]):
+                get_model(name, device="cpu")
+        except Exception as exc:  # weights missing, unknown model
+            if mode == "measured":
+                raise _error(f"--utilities measured: cannot load a model of profile {profile.path}: {exc}") from None
+            return ProfileUtilities(), f"models of the profile cannot run here ({exc}); utilities come from the profile"
+    return MeasuredUtilities(), None
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from carlink.datasets.errors import TraceError
+    from carlink.datasets.trace_readers import load_trace
+    from carlink.replay import demo
+    from carlink.replay.player import PlayerError, load_scenes
+    from carlink.replay.profile_view import ReplayProfileError, load_replay_profile
+    from carlink.profile import EXAMPLE_PROFILE
+    from carlink.replay.runner import ReplayConfig
+
+    synthetic = not args.scenes
+    try:
+        # The demonstration plans with the shipped illustrative example (five cameras, options
+        # that fit a few Mbit/s) unless told otherwise; real scenes default to the measured one.
+        profile = load_replay_profile(args.profile or (EXAMPLE_PROFILE if synthetic else None))
+    except ReplayProfileError as exc:
+        raise _error(str(exc)) from None
+    try:
+        frames = (demo.synthetic_frames(args.max_frames or demo.DEMO_FRAMES, args.seed) if synthetic
+                  else load_scenes(args.scenes, args.max_frames))
+    except (PlayerError, OSError, ValueError) as exc:
+        raise _error(f"scenes: {exc}") from None
+    synthetic_trace = args.trace is None
+    try:
+        trace = (demo.synthetic_trace(max(60.0, frames[-1].t + 5), args.seed) if synthetic_trace
+                 else load_trace(args.trace, args.trace_format))
+    except (TraceError, OSError, ValueError) as exc:
+        raise _error(f"--trace {args.trace}: {exc}") from None
+    inputs = {
+        "synthetic": synthetic or synthetic_trace,
+        "scenes": demo.SYNTHETIC_LABEL if synthetic else [str(s) for s in args.scenes],
+        "trace_file": demo.SYNTHETIC_LABEL if synthetic_trace else str(args.trace),
+    }
+    if synthetic or synthetic_trace:
+        print(f"carlink replay: SYNTHETIC {'frames and trace' if synthetic and synthetic_trace else 'frames' if synthetic else 'trace'}"
+              " generated by code; not real data", file=sys.stderr)
+    try:
+        cfg = ReplayConfig(policies=args.policies, rtt_ms=args.rtt, scale=args.scale,
+                           queue_bytes=args.queue_bytes, trace_offset_s=args.trace_offset)
+    except ValueError as exc:
+        raise _error(str(exc)) from None
+
+    if args.clock == "wall":
+        from carlink.replay.wall import WallError, run_wall
+
+        try:
+            result = run_wall(frames, profile, trace, cfg, inputs=inputs, cloud=args.cloud,
+                              progress=not args.no_progress)
+        except WallError as exc:
+            raise _error(str(exc)) from None
+    else:
+        if args.cloud:
+            raise _error("--cloud needs --clock wall (the virtual clock emulates the cloud from the profile)")
+        result = _run_virtual(frames, profile, trace, cfg, inputs, args)
+    return _write(result, args)
+
+
+def _run_virtual(frames, profile, trace, cfg, inputs, args):
+    from carlink.replay.runner import run_virtual
+
+    # Synthetic frames have no pedestrians for the detectors to find: the demonstration takes its
+    # utilities from the profile unless measured ones are asked for explicitly.
+    mode = "profile" if (inputs.get("scenes") == demo_label() and args.utilities == "auto") else args.utilities
+    utilities, note = _pick_utilities(mode, profile)
+    if note:
+        print(f"carlink replay: {note}", file=sys.stderr)
+    total = len(frames) * len(cfg.policies)
+    bar = None
+    if not args.no_progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, unit="frame", desc="replay", file=sys.stderr, leave=False)
+    try:
+        return run_virtual(frames, profile, trace, utilities, cfg, inputs, progress=bar.update if bar else None)
+    except ValueError as exc:
+        raise _error(str(exc)) from None
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def demo_label() -> str:
+    from carlink.replay.demo import SYNTHETIC_LABEL
+
+    return SYNTHETIC_LABEL
+
+
+def _write(result, args) -> int:
+    from carlink.replay.results import format_table
+
+    out = Path(args.output)
+    try:
+        paths = result.write(out)
+        if not args.no_report:
+            from carlink.replay.report import write_report
+
+            paths["report"] = write_report(result, out)
+    except OSError as exc:
+        raise _error(f"-o {out}: cannot write: {exc.strerror or exc}") from None
+    if result.inputs.get("synthetic"):
+        print("SYNTHETIC DEMONSTRATION (generated frames/trace; illustrative numbers, not measurements)")
+    print(format_table(result))
+    for name, path in paths.items():
+        print(f"{name}: {path}")
+    return 0
