@@ -180,7 +180,9 @@ class TraceLink:
         """Index of the first opportunity strictly after trace time ``tau``."""
         loop = math.floor(tau / self._period)
         r = tau - loop * self._period
-        return loop * self._n + int(np.searchsorted(self._sched, r, side="right"))
+        # Integer key (opportunities are whole ms: "> r" is "> floor(r)"): a float key would make
+        # numpy convert the whole int64 schedule on every call (7.6 M entries for NUWiNS).
+        return loop * self._n + int(np.searchsorted(self._sched, math.floor(r), side="right"))
 
     def _trace_time(self, t_ms: float) -> float:
         if not math.isfinite(t_ms) or t_ms < 0:
