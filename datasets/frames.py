@@ -125,6 +125,17 @@ class Frame:
         return None
 
     @property
+    def stable_id(self) -> str:
+        """An id that names this frame across runs and tools (profiles key per-frame values by it):
+        context@timestamp, else context#index, else context/record<n>."""
+        if self.timestamp_micros is not None:
+            return f"{self.context_name}@{self.timestamp_micros}"
+        if self.frame_index is not None:
+            return f"{self.context_name}#{self.frame_index}"
+        rec = self.source.record_index if self.source else 0
+        return f"{self.context_name}/record{rec}"
+
+    @property
     def cameras(self) -> tuple[CameraName, ...]:
         """Cameras with an image, a calibration or labels, in Waymo's numbering order."""
         names = {im.camera for im in self.images} | set(self.labels) | set(self.calibrations)

@@ -40,16 +40,6 @@ class PlayedFrame:
         return self.camera_names
 
 
-def profile_frame_id(frame: Frame) -> str:
-    """The same id carlink.replay.profiler gives a frame (kept identical on purpose)."""
-    if frame.timestamp_micros is not None:
-        return f"{frame.context_name}@{frame.timestamp_micros}"
-    if frame.frame_index is not None:
-        return f"{frame.context_name}#{frame.frame_index}"
-    rec = frame.source.record_index if frame.source else 0
-    return f"{frame.context_name}/record{rec}"
-
-
 def play(frames_per_scene: Iterable[Sequence[Frame]], gap_s: float = DEFAULT_GAP_S,
          max_frames: int | None = None) -> list[PlayedFrame]:
     """Place the frames of each scene on one timeline."""
@@ -71,7 +61,7 @@ def play(frames_per_scene: Iterable[Sequence[Frame]], gap_s: float = DEFAULT_GAP
                 where = frame.source.path if frame.source else f"scene {s}"
                 rec = frame.source.record_index if frame.source else k
                 raise PlayerError(f"{where}: record {rec}: time stamp goes back by {out[-1].t - t:.3f} s")
-            out.append(PlayedFrame(len(out), t, frame, s, profile_frame_id(frame)))
+            out.append(PlayedFrame(len(out), t, frame, s, frame.stable_id))
             last = t
         start = last + gap_s
     return out

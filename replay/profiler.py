@@ -298,15 +298,6 @@ class FrameRef:
     frame: Frame
 
 
-def frame_id(frame: Frame) -> str:
-    if frame.timestamp_micros is not None:
-        return f"{frame.context_name}@{frame.timestamp_micros}"
-    if frame.frame_index is not None:
-        return f"{frame.context_name}#{frame.frame_index}"
-    rec = frame.source.record_index if frame.source else 0
-    return f"{frame.context_name}/record{rec}"
-
-
 def load_frames(config: ProfileConfig) -> list[FrameRef]:
     out: list[FrameRef] = []
     seen: set[str] = set()
@@ -316,7 +307,7 @@ def load_frames(config: ProfileConfig) -> list[FrameRef]:
         for n, frame in enumerate(read_frames(path)):
             if config.max_frames is not None and n >= config.max_frames:
                 break
-            fid = frame_id(frame)
+            fid = frame.stable_id
             if fid in seen:
                 raise ProfilerError(f"{path}: frame {fid} appears twice among the scenes")
             seen.add(fid)

@@ -6,11 +6,9 @@ Target: reading and CRC-checking the 2.1 MB real Frame in a median under 1 ms.
 
 from __future__ import annotations
 
-import os
 import statistics
 import sys
 import time
-from pathlib import Path
 from typing import Callable
 
 import cv2
@@ -19,14 +17,7 @@ from carlink.datasets import frames as frames_module
 from carlink.datasets.tfrecord import TFRecordReader
 from carlink.datasets.trace_readers import load_trace
 from carlink.datasets.waymo import read_waymo_frames
-
-
-def data_root() -> Path:
-    env = os.environ.get("CARLINK_TEST_DATA")
-    root = Path(env) if env else Path(__file__).resolve().parents[3] / "shared" / "data"
-    if not root.is_dir():
-        sys.exit(f"test data not found at {root}: set CARLINK_TEST_DATA")
-    return root
+from benchlib import data_root
 
 
 def median_ms(fn: Callable[[], object], runs: int) -> tuple[float, float]:

@@ -9,11 +9,9 @@ One torch thread, so that figures are comparable on a shared machine.
 
 from __future__ import annotations
 
-import os
 import statistics
 import sys
 import time
-from pathlib import Path
 from typing import Callable
 
 import torch
@@ -23,14 +21,7 @@ from carlink.datasets.scene import read_frames
 from carlink.detection import Box2D, WaymoClass
 from carlink.torchvision_compat import nms, ops_backend, roi_align
 from carlink.zoo.registry import get_model, list_specs
-
-
-def data_root() -> Path:
-    env = os.environ.get("CARLINK_TEST_DATA")
-    root = Path(env) if env else Path(__file__).resolve().parents[3] / "shared" / "data"
-    if not root.is_dir():
-        sys.exit(f"test data not found at {root}: set CARLINK_TEST_DATA")
-    return root
+from benchlib import data_root
 
 
 def median_ms(fn: Callable[[], object], runs: int) -> float:
