@@ -36,6 +36,8 @@ _DEFAULT_RTT_S = 0.05
 # A burst stops absorbing transfers once it spans this long, so that a link kept busy without a
 # pause still yields a sample per interval instead of one sample for the whole window.
 _MAX_BURST_S = 1.0
+# Timeouts without a completed upload in between that mark a blackout for the planner's samples.
+_BLACKOUT_TIMEOUTS = 3
 
 
 @dataclass(slots=True)
@@ -176,6 +178,38 @@ class UplinkEstimator:
                 age_s=age,
                 stale=stale,
             )
+
+    def bandwidth_samples(self) -> np.ndarray:
+        """The bandwidth samples (bit/s) the estimate is a quantile of, as the planner weighs them:
+        capped by the timeouts' bounds after a few timeouts in a row (a blackout), with the same staleness
+        decay and floor as :meth:`estimate`; before any sample, the initial value alone. The shared policy (onboard/policy.py) plans over this distribution."""
+        now = self._clock.now()
+        with self._lock:
+            self._prune(self._bw, now)
+            values = np.array([s[1] for s in self._bw], dtype=float) if self._bw else np.array([self._last_value])
+            bounds = [s[1] for s in self._bw if s[2]]
+            if len(bounds) >= _BLACKOUT_TIMEOUTS:
+                # Timeouts in a row since the last completed upload say the link is at most this
+                # *now*: rates measured before them no longer hold. (One late upload alone may be
+                # a slow cloud run or a short dip; capping on it would idle the car for nothing.)
+                values = np.minimum(values, min(bounds))
+            factor = self._decay_locked(now)
+            floor = self._cfg.min_bps
+        return np.maximum(values * factor, floor)
+
+    def latest_bps(self) -> float:
+        """The newest bandwidth sample as is (no quantile, no decay): TURBO's "latest estimate"."""
+        with self._lock:
+            value = self._bw[-1][1] if self._bw else self._last_value
+            return max(value, self._cfg.min_bps)
+
+    def _decay_locked(self, now: float) -> float:
+        if self._last_sample_t is None:
+            return 1.0
+        age = now - self._last_sample_t
+        if age <= self._cfg.stale_after_s:
+            return 1.0
+        return 0.5 ** ((age - self._cfg.stale_after_s) / self._cfg.decay_half_life_s)
 
     def _quantile_locked(self) -> float:
         if self._bw_q is None:

@@ -25,6 +25,7 @@ from carlink.onboard.estimator import LinkEstimate, UplinkEstimator
 from carlink.onboard.fuser import FrameResult, Fuser, TaskPlan
 from carlink.onboard.metrics import OnboardMetrics
 from carlink.onboard.planning import OnboardTask, Planner
+from carlink.onboard.policy import PlanInputs, backlog_bytes
 from carlink.onboard.sources import CapturedFrame
 from carlink.onboard.uplink import Uplink, UploadOutcome, UploadRequest, make_channel
 from carlink.zoo.base import Detector
@@ -37,6 +38,7 @@ estimate_log = logging.getLogger("carlink.onboard.estimate")
 # On-car work queued beyond this many frames makes step() wait: a model slower than the camera
 # must slow the loop down rather than pile frames up in memory.
 _MAX_ONBOARD_BACKLOG_FRAMES = 3
+_IN_FLIGHT_FORGET_S = 30.0
 
 
 class Sink(Protocol):
@@ -113,6 +115,9 @@ class OnboardPipeline:
         )
         self._onboard_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onboard-model")
         self._onboard_futures: deque[Future] = deque()
+        # Uploads handed to the uplink and not yet answered: (task, frame) -> (sent at, bytes).
+        self._in_flight: dict[tuple[str, int], tuple[float, int]] = {}
+        self._in_flight_lock = threading.Lock()
         self._stop = threading.Event()
         self._emitted = 0
         self._fuse_thread = threading.Thread(target=self._fuse_loop, name="fuser", daemon=True)
@@ -124,7 +129,7 @@ class OnboardPipeline:
         missing = {t.onboard_model for t in tasks} - set(models)
         if missing:
             raise ValueError(f"no loaded on-car model for {sorted(missing)}")
-        planner = Planner([t.task for t in tasks], cfg.allocator_config())
+        planner = Planner([t.policy_task for t in tasks], cfg.allocator_config())
         with self._swap_lock:
             self.cfg, self.tasks, self.models, self.planner = cfg, tasks, models, planner
 
@@ -147,7 +152,13 @@ class OnboardPipeline:
             cfg, tasks, models, planner = self.cfg, self.tasks, self.models, self.planner
         capture = frame.capture_time
         est = self.estimator.estimate()
-        alloc = planner.allocate(est.bandwidth_bps, est.rtt_s * 1000.0)
+        with self._in_flight_lock:
+            # An answer that never came (cancelled at a reload) must not leak: forget old entries.
+            for key in [k for k, (t, _) in self._in_flight.items() if capture - t > _IN_FLIGHT_FORGET_S]:
+                del self._in_flight[key]
+            backlog = backlog_bytes(self._in_flight.values(), self.clock.now(), est.bandwidth_bps)
+        alloc = planner.plan(PlanInputs(self.estimator.bandwidth_samples(), est.rtt_s * 1000.0, backlog,
+                                        estimate_bps=est.bandwidth_bps))
         margin = cfg.cloud.response_margin_ms / 1000.0
         plans: dict[str, TaskPlan] = {}
         jobs: dict[str, tuple] = {}
@@ -179,6 +190,8 @@ class OnboardPipeline:
         for name, enc in encoded.items():
             plan = plans[name]
             model = next(t for t in tasks if t.name == name).task.option(plan.option).model
+            with self._in_flight_lock:
+                self._in_flight[(name, frame.frame_id)] = (self.clock.now(), len(enc.payload))
             self.uplink.submit(UploadRequest(name, model, enc, frame.frame_id, capture, plan.deadline))
         probe = self.estimator.probe_bytes(alloc.used_bps)
         if probe:
@@ -225,6 +238,8 @@ class OnboardPipeline:
     # -- results -------------------------------------------------------------------------------
 
     def _on_upload(self, outcome: UploadOutcome) -> None:
+        with self._in_flight_lock:
+            self._in_flight.pop((outcome.task, outcome.frame_id), None)
         self.metrics.uploads.labels(status=outcome.status).inc()
         self.fuser.cloud_outcome(outcome)
 

@@ -1,26 +1,27 @@
 """The policies replay compares, on the same frames and the same trace.
 
 Every policy answers one question per frame: which option (column; 0 is on-car) for each task
-whose camera has an image. What each may know:
+whose camera has an image. What each may know about the link depends on ``--estimates``:
 
-* all but the oracle see the past only: the base round trip (pings) and the uplink capacity the
-  link offered in each completed 100 ms bin up to now (a link-layer throughput report; both
-  carlink and turbo get exactly the same reports), plus the profile's static statistics, plus
-  the car's own uplink state (the bytes it has queued and not yet seen leave).
-* the oracle also sees the future: this frame's true per-option utilities and payloads, and the
-  link's delivery opportunities from now on (an idle link at every frame).
+* ``uploads`` (default, what a car can know): each of carlink and turbo runs the car's own
+  estimator (onboard/estimator.py) fed with its own emulated uploads, timeouts, probes and pings
+  (replay/runner.py); carlink plans over that estimator's window of samples (its conservative
+  view), turbo takes the latest sample as is.
+* ``trace``: both get the link's true capacity per completed 100 ms bin (a link-layer report no
+  car has): carlink plans over the last 0.5 s of reports, turbo takes their mean. This is the
+  generous setting in which a simulator can hand TURBO its "latest bandwidth estimate".
 
-``carlink`` (default): solved every frame, treating bandwidth and runtime as uncertain: the
-capacity reports of the last ``window_s`` are an empirical distribution and runtimes a
-log-normal fitted to the profile's p50/p99; the allocator is solved at several candidate budgets
-(quantiles of that distribution, with p50 and with p99 runtimes) and the allocation with the
-highest *expected* utility is taken, where an upload that would not arrive in time (sent earliest
-deadline first behind the car's own backlog) earns the on-car utility. Utilities are the mean
-per-frame utilities (what replay scores).
+Both also know the profile's static statistics and the car's own uplink backlog. The oracle also
+sees the future: this frame's true per-option utilities and payloads, and the link's delivery
+opportunities from now on (an idle link at every frame).
+
+``carlink`` (default): the car's own decision code, :class:`carlink.onboard.policy.CarlinkPolicy`
+(per-frame solve at several candidate budgets, log-normal runtimes, own backlog, highest expected
+utility); this module only adapts its inputs and outputs, so the replay runs what the car runs.
 
 ``turbo`` (the reference system, TURBO): re-solved every 500 ms with the latest bandwidth
-estimate as is (the mean capacity of the last 500 ms, no headroom) and static curves averaged over
-the data set (aggregate utility, mean payload, p50 runtime); between solves the allocation stands.
+estimate as is (no headroom) and static curves averaged over the data set (aggregate utility,
+mean payload, p50 runtime); between solves the allocation stands.
 
 ``on-car``: never uses the cloud. ``single-cloud``: every frame, every task sends the full frame at
 one fixed quality to the largest model and uses the answer when it is in time (the earlier
@@ -36,9 +37,10 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
-from scipy.special import ndtr
 
 from carlink.allocator.solve import Allocator, AllocatorConfig
+from carlink.onboard.policy import CarlinkPolicy as OnboardCarlinkPolicy
+from carlink.onboard.policy import PlanInputs, PolicyTask, expected_frame_utility, runtime_sigma
 from carlink.replay.profile_view import ON_CAR, ReplayProfile, TaskInfo
 from carlink.tasks import Task
 
@@ -73,17 +75,19 @@ class FrameView:
     t: float  # capture time (s)
     t_send: float  # when uploads leave the car
     present: tuple[int, ...]  # tasks whose camera has an image in this frame
-    rtt_ms: float  # base round trip (from pings)
-    capacity_history_bps: np.ndarray  # completed 100 ms bins up to now, oldest first
-    bin_s: float
+    rtt_ms: float  # round trip the car believes (estimator's pings, or the trace's base RTT)
+    bandwidth_samples_bps: np.ndarray  # what carlink plans over (see the module doc)
+    latest_bps: float  # turbo's "latest bandwidth estimate"
     facts: FrameFacts | None = None
     # The car's own uplink state (it knows what it sent): bytes still queued ahead of a new upload.
-    backlog_bytes: int = 0
+    backlog_bytes: float = 0.0
+    estimate_bps: float | None = None  # the conservative estimate reported for carlink
 
 
 class Policy(abc.ABC):
     name: str
     omniscient = False  # True: the runner passes FrameFacts
+    learns_link = False  # True: the runner gives it the car's bandwidth knowledge (estimator or reports)
 
     def __init__(self, profile: ReplayProfile) -> None:
         self.profile = profile
@@ -128,20 +132,18 @@ class SingleCloudPolicy(Policy):
 
 class TurboPolicy(Policy):
     name = "turbo"
+    learns_link = True
 
-    def __init__(self, profile: ReplayProfile, period_s: float = 0.5, estimate_window_s: float = 0.5) -> None:
+    def __init__(self, profile: ReplayProfile, period_s: float = 0.5) -> None:
         super().__init__(profile)
         self._solver = _AllocatorCache(profile.aggregate_tasks())
         self.period_s = period_s
-        self.estimate_window_s = estimate_window_s
         self._last_solve: float | None = None
         self._current: Decision | None = None
 
     def decide(self, view: FrameView) -> Decision:
         if self._last_solve is None or view.t - self._last_solve >= self.period_s - 1e-9 or self._current is None:
-            n = max(1, round(self.estimate_window_s / view.bin_s))
-            recent = view.capacity_history_bps[-n:]
-            estimate = float(recent.mean()) if recent.size else 0.0
+            estimate = max(0.0, float(view.latest_bps))
             choices, used, expected = self._solver.solve(view.present, estimate, view.rtt_ms)
             self._current = Decision(choices, estimate, estimate, used, expected)
             self._last_solve = view.t
@@ -151,103 +153,39 @@ class TurboPolicy(Policy):
                         cur.estimate_bps, cur.planned_bps, cur.allocated_bps, cur.expected_utility)
 
 
-@dataclass(frozen=True)
-class CarlinkSettings:
-    window_s: float = 0.5  # capacity reports forming the bandwidth distribution
-    quantiles: tuple[float, ...] = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6)  # candidate budgets
-    runtimes: tuple[str, ...] = ("p50", "p99")  # candidate plans use each runtime statistic
-    payload: str = "mean"  # payload statistic for b_c and for scoring (capacity dominates the spread)
+def policy_tasks(profile: ReplayProfile) -> list[PolicyTask]:
+    """The car's policy tasks from the replay's view of a profile: the same numbers as
+    carlink.onboard.policy.policy_tasks_from_profile reads from the file (tested)."""
+    out = []
+    for t in profile.tasks:
+        opts = []
+        for o in t.options:
+            opt = o.as_option("mean", "p50", expected_frame_utility(o.utility, o.utilities))
+            opts.append(opt)
+        task = Task(name=t.name, deadline_ms=t.deadline_ms, weight=t.weight, camera=t.camera, options=tuple(opts))
+        out.append(PolicyTask(task, tuple(o.runtime_p99 for o in t.options)))
+    return out
 
 
 class CarlinkPolicy(Policy):
-    """Per-frame solve under uncertainty.
-
-    Candidates: the allocator's optimum for every budget in ``quantiles`` of the recent capacity
-    reports, planned once with p50 and once with p99 runtimes. Each candidate is scored by its
-    expected utility: over the capacity samples (the last ``window_s`` of reports) and over a
-    log-normal runtime fitted to the option's p50 and p99, an upload sent earliest deadline first,
-    behind the car's own backlog, succeeds with probability
-    P(runtime <= deadline - RTT - its upload time); otherwise the on-car result counts. The
-    best-scoring candidate is sent. The quantile budgets are carlink's headroom, chosen per frame
-    by the expected utility instead of fixed.
-
-    Settings were compared on the real NUWiNS trace (tests/benchmarks/replay.py): a 0.5 s window
-    beat 0.3, 1 and 2 s; mean payloads beat p95 (the capacity's spread dwarfs the payload's).
-    """
+    """carlink: the onboard daemon's own policy (carlink.onboard.policy), fed what the replay's
+    car knows. Only the translation between task indices/columns and names/ids lives here."""
 
     name = "carlink"
+    learns_link = True
 
-    def __init__(self, profile: ReplayProfile, settings: CarlinkSettings = CarlinkSettings()) -> None:
+    def __init__(self, profile: ReplayProfile) -> None:
         super().__init__(profile)
-        self.settings = settings
-        self._solvers = {rt: _AllocatorCache(profile.tasks_with(settings.payload, rt, per_frame_mean=True))
-                         for rt in settings.runtimes}
-        # Expected utility of one frame per option (what replay scores), not the pooled AP.
-        self._u = [[o.mean_frame_utility for o in t.options] for t in self.tasks]
+        self.policy = OnboardCarlinkPolicy(policy_tasks(profile))
 
     def decide(self, view: FrameView) -> Decision:
-        s = self.settings
-        n = max(1, round(s.window_s / view.bin_s))
-        samples = view.capacity_history_bps[-n:]
-        if samples.size == 0:
-            return Decision({i: ON_CAR for i in view.present})
-        qs = np.quantile(samples, s.quantiles, method="inverted_cdf")
-        best: tuple[float, dict[int, int], float, float] | None = None
-        seen: set[tuple] = set()
-        for cache in self._solvers.values():
-            for budget in dict.fromkeys(qs.tolist()):  # equal quantiles: one solve
-                choices, used, _ = cache.solve(view.present, float(budget), view.rtt_ms)
-                key = tuple(sorted(choices.items()))
-                if key in seen:
-                    continue
-                seen.add(key)
-                value = self.expected_value(choices, samples, view.rtt_ms, view.backlog_bytes)
-                if best is None or value > best[0] + 1e-12:
-                    best = (value, choices, float(budget), used)
-        assert best is not None
-        return Decision(best[1], float(np.mean(samples)), best[2], best[3], best[0])
-
-    def expected_value(self, choices: dict[int, int], samples: np.ndarray, rtt_ms: float, backlog_bytes: int = 0) -> float:
-        base = 0.0
-        sends = []  # (latest start of the run, bits, gain over on-car, deadline - rtt, p50, sigma)
-        p95 = self.settings.payload == "p95"
-        for i, j in choices.items():
-            t = self.tasks[i]
-            u = self._u[i]
-            base += t.weight * u[ON_CAR]
-            if j == ON_CAR:
-                continue
-            o = t.options[j]
-            budget_ms = t.deadline_ms - rtt_ms
-            bits = 8.0 * (o.payload_p95 if p95 else o.payload_mean)
-            sends.append((budget_ms - o.runtime_p50, bits, t.weight * (u[j] - u[ON_CAR]),
-                          budget_ms, o.runtime_p50, runtime_sigma(o.runtime_p50, o.runtime_p99)))
-        if not sends:
-            return base
-        sends.sort(key=lambda x: x[0])
-        cum_bits = 8.0 * backlog_bytes + np.cumsum([x[1] for x in sends])
-        budget = np.array([x[3] for x in sends])
-        p50 = np.array([x[4] for x in sends])
-        sigma = np.array([x[5] for x in sends])
-        gain = np.array([x[2] for x in sends])
-        with np.errstate(divide="ignore", invalid="ignore"):
-            upload_ms = np.where(samples[:, None] > 0, 1000.0 * cum_bits[None, :] / samples[:, None], np.inf)
-            room = budget[None, :] - upload_ms  # time left for the cloud run
-            exact = room >= p50[None, :]
-            spread = np.where(sigma > 0, sigma, 1.0)[None, :]
-            z = (np.log(np.maximum(room, 1e-9)) - np.log(np.maximum(p50, 1e-9))[None, :]) / spread
-            prob = np.where(sigma[None, :] > 0, ndtr(z), exact.astype(float))
-        prob = np.where(room > 0, prob, 0.0)
-        return base + float((prob * gain[None, :]).sum(axis=1).mean())
-
-
-_Z99 = 2.3263478740408408  # standard normal 99th percentile
-
-
-def runtime_sigma(p50: float, p99: float) -> float:
-    """Log-normal spread that puts the 99th percentile at ``p99`` given the median ``p50``
-    (the runtime model of both carlink's planning and the replay's charging)."""
-    return math.log(p99 / p50) / _Z99 if p50 > 0 and p99 > p50 else 0.0
+        samples = view.bandwidth_samples_bps
+        if samples.size == 0:  # no report yet (trace estimates, first bin): nothing to plan with
+            samples = np.zeros(1)
+        alloc = self.policy.decide(PlanInputs(samples, view.rtt_ms, view.backlog_bytes,
+                                              estimate_bps=view.estimate_bps, present=view.present))
+        choices = {i: self.policy.column(i, a.option) for i, a in zip(view.present, alloc.tasks)}
+        return Decision(choices, alloc.estimate_bps, alloc.bandwidth_bps, alloc.used_bps, alloc.expected_utility)
 
 
 class _AllocatorCache:

@@ -56,6 +56,7 @@ class PolicyRun:
     tasks: list[TaskRecord] = field(default_factory=list)
     capacity_bytes: int = 0  # what the link could carry over the replay
     delivered_bytes: int = 0
+    probe_bytes: int = 0  # padding the car's estimator asked for (not in any task's bytes)
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,7 @@ class PolicySummary:
     link_utilisation: float | None
     task_frames: int
     task_frames_evaluated: int
+    probe_bytes: int = 0
 
 
 def _round(x: Any, nd: int = 6) -> Any:
@@ -118,6 +120,7 @@ def summarize(runs: dict[str, PolicyRun], weights: dict[str, float]) -> dict[str
             link_utilisation=(run.delivered_bytes / run.capacity_bytes) if run.capacity_bytes else None,
             task_frames=len(run.tasks),
             task_frames_evaluated=sum(1 for r in run.tasks if r.utility is not None),
+            probe_bytes=run.probe_bytes,
         )
     return out
 
@@ -139,7 +142,8 @@ class ReplayResult:
             "inputs": self.inputs,
             "policies": {
                 name: {"frames": [asdict(f) for f in run.frames], "tasks": [asdict(t) for t in run.tasks],
-                       "capacity_bytes": run.capacity_bytes, "delivered_bytes": run.delivered_bytes}
+                       "capacity_bytes": run.capacity_bytes, "delivered_bytes": run.delivered_bytes,
+                       "probe_bytes": run.probe_bytes}
                 for name, run in self.runs.items()
             },
         })

@@ -2,6 +2,11 @@
 
 Per policy and frame (capture time ``t``):
 
+0. what the car knows of the link is brought up to ``t`` (``--estimates uploads``, the default:
+   carlink and turbo each run the car's UplinkEstimator on the virtual clock, fed with the
+   completions and timeouts of their own emulated uploads, the probes it asks for (sent through
+   the same link) and a Ping every 0.5 s whose round trip is measured through the emulated link;
+   ``--estimates trace``: the link's true capacity per past 100 ms bin instead);
 1. the policy decides an option per task present (see replay/policies.py for what each knows);
 2. uploads leave the car at ``t + encode_ms``, earliest latest-delivery-time first, through the
    policy's own emulated uplink (replay/link_events.py: mahimahi semantics, FIFO, one queue that
@@ -18,6 +23,7 @@ Nothing here reads the wall clock, so the same inputs give the same results byte
 
 from __future__ import annotations
 
+import heapq
 import math
 import zlib
 from dataclasses import asdict, dataclass
@@ -27,6 +33,9 @@ from typing import Callable, Sequence
 import numpy as np
 
 from carlink.clock import VirtualClock
+from carlink.onboard.config import EstimatorConfig
+from carlink.onboard.estimator import UplinkEstimator
+from carlink.onboard.policy import backlog_bytes
 from carlink.datasets.traces import Trace
 from carlink.replay.frame_utility import UtilitySource, has_camera
 from carlink.replay.link import MTU, DelaySeries, TraceLink, delay_at
@@ -38,6 +47,17 @@ from carlink.replay.results import FrameRecord, PolicyRun, ReplayResult, TaskRec
 
 DEFAULT_RTT_MS = 40.0
 BIN_S = 0.1
+ESTIMATES = ("uploads", "trace")
+TRACE_WINDOW_S = 0.5  # --estimates trace: the capacity reports carlink plans over (turbo: their mean)
+ESTIMATE_NOTES = {
+    "uploads": "uploads: carlink and turbo each learn the link from their own uploads, probes and pings "
+               "(the car's UplinkEstimator); carlink plans over its samples, turbo uses the latest one as is",
+    "trace": "trace: carlink and turbo read the link's true capacity per past 100 ms bin (no car can); "
+             "carlink plans over the last 0.5 s of it, turbo uses its mean",
+}
+PING_INTERVAL_S = 0.5  # as the daemon's default cloud.ping_interval_s
+PING_BYTES = 100  # a Ping request on the wire
+PROBE_TIMEOUT_S = 1.0  # as onboard/uplink.py's probe()
 
 def charged_runtime_ms(seed: int, frame: int, task: str, option: str, p50: float, p99: float) -> float:
     """The runtime the virtual clock charges one model run: a draw from a log-normal with the
@@ -59,8 +79,11 @@ class ReplayConfig:
     encode_ms: float = 0.0  # time from capture to the upload leaving the car
     trace_offset_s: float = 0.0  # where in the trace the replay starts
     seed: int = 0  # of the runtime draws (runtimes vary per frame around the profile's p50/p99)
+    estimates: str = "uploads"  # what carlink and turbo know of the link: see the module doc
 
     def __post_init__(self) -> None:
+        if self.estimates not in ESTIMATES:
+            raise ValueError(f"estimates must be one of {', '.join(ESTIMATES)}, got {self.estimates!r}")
         bad = [p for p in self.policies if p not in POLICY_NAMES]
         if bad or not self.policies:
             raise ValueError(f"policies {bad or '(none)'}: expected some of {', '.join(POLICY_NAMES)}")
@@ -138,6 +161,93 @@ class _Timeline:
         return self.trace.opportunities_between(t0, t_send * 1000.0 + horizon_s * 1000.0 + 1) / 1000.0
 
 
+class _UploadFeed:
+    """What the car knows of its link, as the daemon learns it: the car's UplinkEstimator on the
+    virtual clock, fed with the completions and timeouts of the policy's own emulated uploads,
+    the probes the estimator asks for, and Pings. Events are applied in time order up to each
+    frame, so the run stays deterministic."""
+
+    def __init__(self, clock: VirtualClock, link: EmulatedLink, tl: "_Timeline") -> None:
+        self.clock, self.link, self.tl = clock, link, tl
+        self.est = UplinkEstimator(EstimatorConfig(), clock)
+        self._events: list[tuple[float, int, tuple]] = []
+        self._seq = 0
+        self._next_ping = 0.0
+        self.in_flight: dict[tuple[int, int], tuple[float, int]] = {}  # (frame, task) -> (sent, bytes)
+        self.probe_bytes = 0
+        self.last_delivery = 0.0
+
+    def _at(self, t: float, event: tuple) -> None:
+        heapq.heappush(self._events, (t, self._seq, event))
+        self._seq += 1
+
+    def advance(self, t: float) -> None:
+        """Apply every ping and upload outcome up to ``t``, each at its own time."""
+        while True:
+            t_event = self._events[0][0] if self._events else math.inf
+            if min(t_event, self._next_ping) > t:
+                break
+            if self._next_ping <= t_event:
+                self.clock.advance_to(self._next_ping)
+                self._ping(self._next_ping)
+                self._next_ping += PING_INTERVAL_S
+                continue
+            when, _, event = heapq.heappop(self._events)
+            self.clock.advance_to(when)
+            self._apply(event)
+        self.clock.advance_to(t)
+
+    def _ping(self, t: float) -> None:
+        # A Ping waits behind the car's own queued bytes, as a real one would (not sent: a
+        # hundred bytes do not change the queue).
+        delivered = self.link.what_if_up(PING_BYTES, at=t)
+        if delivered is not None:
+            self.est.record_rtt(self.tl.down_arrival(delivered) - t)
+
+    def _apply(self, event: tuple) -> None:
+        kind, key, nbytes, sent_at, elapsed, server_s = event
+        if key is not None:
+            self.in_flight.pop(key, None)
+        if kind == "ok":
+            self.est.record_upload(nbytes, elapsed, server_s, sent_at=sent_at)
+        else:
+            self.est.record_timeout(nbytes, elapsed)
+        if key is None:
+            self.est.probe_done()
+
+    def upload(self, key: tuple[int, int], sent_at: float, nbytes: int, answered_at: float | None,
+               deadline: float, server_s: float) -> None:
+        """An upload left at ``sent_at``; answered at ``answered_at`` (None: lost). An answer after
+        the call's deadline is a timeout there, as gRPC reports it."""
+        self.in_flight[key] = (sent_at, nbytes)
+        if answered_at is not None and answered_at <= deadline + 1e-9:
+            self._at(answered_at, ("ok", key, nbytes, sent_at, answered_at - sent_at, server_s))
+        else:
+            self._at(deadline, ("timeout", key, nbytes, sent_at, deadline - sent_at, 0.0))
+
+    def probe(self, allocated_bps: float, t_send: float) -> None:
+        """Padding when the estimator asks for it, through the same link (the noop model: no run)."""
+        nbytes = self.est.probe_bytes(allocated_bps)
+        if not nbytes:
+            return
+        tr = self.link.send_up(nbytes, at=t_send)
+        self.probe_bytes += nbytes
+        answered = None if tr.delivered_at is None else self.tl.down_arrival(tr.delivered_at)
+        if tr.delivered_at is not None:
+            self.last_delivery = max(self.last_delivery, tr.delivered_at)
+        deadline = t_send + PROBE_TIMEOUT_S
+        if answered is not None and answered <= deadline:
+            self._at(answered, ("ok", None, nbytes, t_send, answered - t_send, 0.0))
+        else:
+            self._at(deadline, ("timeout", None, nbytes, t_send, PROBE_TIMEOUT_S, 0.0))
+
+    def view_inputs(self, t_send: float) -> tuple[np.ndarray, float, float, float, float]:
+        """(samples, latest, conservative estimate, RTT ms, backlog bytes) as the car sees them."""
+        est = self.est.estimate()
+        backlog = backlog_bytes(self.in_flight.values(), t_send, est.bandwidth_bps)
+        return self.est.bandwidth_samples(), self.est.latest_bps(), est.bandwidth_bps, est.rtt_s * 1000.0, backlog
+
+
 def run_virtual(
     frames: Sequence[PlayedFrame],
     profile: ReplayProfile,
@@ -166,6 +276,7 @@ def run_virtual(
         "trace_mean_bps": trace.mean_bps, "frames": len(frames), "duration_s": frames[-1].t,
         "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
         "delay": "fixed" if isinstance(delay, float) else "trace RTT series",
+        "estimates": ESTIMATE_NOTES[cfg.estimates],
     })
     return ReplayResult(info, runs, summarize(runs, weights))
 
@@ -180,8 +291,13 @@ def _run_policy(policy: Policy, frames: Sequence[PlayedFrame], profile: ReplayPr
     max_deadline = max(t.deadline_ms for t in tasks) / 1000.0
     run_end = [0.0]  # the last delivery: link utilisation counts capacity up to it
     busy_until: dict[int, float] = {}  # task -> when its last upload left the bottleneck
+    feed = _UploadFeed(clock, link, tl) if tl.cfg.estimates == "uploads" and policy.learns_link else None
+    empty = np.zeros(0)
     for pf in frames:
-        clock.advance_to(pf.t)
+        if feed is not None:
+            feed.advance(pf.t)
+        else:
+            clock.advance_to(pf.t)
         present = tuple(i for i, t in enumerate(tasks) if has_camera(pf, t))
         t_send = pf.t + encode_s
         facts = None
@@ -195,11 +311,21 @@ def _run_policy(policy: Policy, frames: Sequence[PlayedFrame], profile: ReplayPr
                 up_delay_s=tl.ref.one_way_delay,
                 down_arrival_s=tl.down_arrival,
             )
-        backlog = 0 if policy.omniscient else link.uplink.queued_bytes(t_send * 1000.0)
-        view = FrameView(pf.index, pf.t, t_send, present, tl.rtt_ms(pf.t), tl.history(pf.t), BIN_S, facts, backlog)
+        if feed is not None:
+            samples, latest, estimate, rtt_ms, backlog = feed.view_inputs(t_send)
+        elif policy.learns_link:
+            reports = tl.history(pf.t)[-max(1, round(TRACE_WINDOW_S / BIN_S)):]
+            samples, rtt_ms = reports, tl.rtt_ms(pf.t)
+            latest = estimate = float(reports.mean()) if reports.size else 0.0
+            backlog = link.uplink.queued_bytes(t_send * 1000.0)
+        else:
+            samples, latest, estimate, rtt_ms, backlog = empty, 0.0, 0.0, tl.rtt_ms(pf.t), 0
+        view = FrameView(pf.index, pf.t, t_send, present, rtt_ms, samples, latest, facts, backlog, estimate)
         decision = policy.decide(view)
         records = _send_and_fuse(pf, decision.choices, tasks, link, tl, utilities, t_send, run_end,
-                                 None if policy.omniscient else busy_until)
+                                 None if policy.omniscient else busy_until, feed)
+        if feed is not None:
+            feed.probe(decision.allocated_bps, t_send)
         frame_bytes = sum(r.bytes_sent for r in records)
         value = sum(tasks[i].weight * r.utility for i, r in records_by_task(records, tasks) if r.utility is not None)
         run.tasks.extend(records)
@@ -210,9 +336,12 @@ def _run_policy(policy: Policy, frames: Sequence[PlayedFrame], profile: ReplayPr
         ))
         if progress is not None:
             progress(1)
+    if feed is not None:
+        run_end[0] = max(run_end[0], feed.last_delivery)
+        run.probe_bytes = feed.probe_bytes
     end = max(frames[-1].t + max_deadline, run_end[0])
     run.capacity_bytes = tl.trace.count_between(0.0, end * 1000.0) * MTU
-    run.delivered_bytes = sum(r.bytes_sent for r in run.tasks if r.cloud_status in ("ok", "late"))
+    run.delivered_bytes = run.probe_bytes + sum(r.bytes_sent for r in run.tasks if r.cloud_status in ("ok", "late"))
     return run
 
 
@@ -223,7 +352,7 @@ def records_by_task(records: list[TaskRecord], tasks) -> list[tuple[int, TaskRec
 
 def _send_and_fuse(pf: PlayedFrame, choices: dict[int, int], tasks, link: EmulatedLink, tl: _Timeline,
                    utilities: UtilitySource, t_send: float, run_end: list[float],
-                   busy_until: dict[int, float] | None) -> list[TaskRecord]:
+                   busy_until: dict[int, float] | None, feed: "_UploadFeed | None" = None) -> list[TaskRecord]:
     """Send the frame's uploads and fuse: per task the cloud answer if in time, else on-car.
 
     As the car's uplink does (onboard/uplink.py: one upload in flight per task), a task whose
@@ -248,12 +377,17 @@ def _send_and_fuse(pf: PlayedFrame, choices: dict[int, int], tasks, link: Emulat
         tr = link.send_up(nbytes, at=t_send)
         deadline = pf.t + t.deadline_ms / 1000.0
         if tr.delivered_at is None:
+            if feed is not None:
+                feed.upload((pf.index, i), t_send, nbytes, None, deadline, 0.0)
             out[i] = _on_car(pf, t, o.id, "lost", utilities, nbytes, tl)
             continue
         run_end[0] = max(run_end[0], tr.delivered_at)
         if busy_until is not None:
             busy_until[i] = tr.delivered_at - link.one_way_delay(tr.delivered_at)
-        arrival = tl.down_arrival(tr.delivered_at + tl.runtime_ms(pf, t, o) / 1000.0)
+        run_s = tl.runtime_ms(pf, t, o) / 1000.0
+        arrival = tl.down_arrival(tr.delivered_at + run_s)
+        if feed is not None:
+            feed.upload((pf.index, i), t_send, nbytes, arrival, deadline, run_s)
         if arrival <= deadline + 1e-9:
             out[i] = TaskRecord(pf.index, t.name, o.id, "cloud", o.id, round((arrival - pf.t) * 1000.0, 6), True,
                                 "ok", utilities.utility(pf, t, o), nbytes)

@@ -34,7 +34,14 @@ def test_real_scene_over_real_trace(tmp_path, tf_example_files, bandwidth_dir, c
     assert set(summary["policies"]) == {"carlink", "turbo", "oracle", "on-car"}
     details = json.loads((out / "results.json").read_text())
     assert len(details["policies"]["carlink"]["tasks"]) == 10  # FRONT on each of 10 frames
-    assert "carlink" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "carlink" in printed
+    # The realistic bandwidth knowledge is the default, and the output says so.
+    assert summary["inputs"]["estimates"].startswith("uploads") and "bandwidth estimates: uploads" in printed
+    code = main(["replay", str(tf_example_files[1]), "--trace", str(trace), "--trace-format", "nuwins",
+                 "--estimates", "trace", "--utilities", "profile", "--max-frames", "3", "--policies", "turbo",
+                 "-o", str(out), "--no-progress", "--no-report"])
+    assert code == 0 and "bandwidth estimates: trace" in capsys.readouterr().out
 
 
 def test_errors_name_what_was_wrong(tmp_path, capsys):

@@ -14,6 +14,11 @@
    5-camera 10 Hz frames with the shipped ILLUSTRATIVE example profile (not measurements) over
    the same real NUWiNS trace, replays every 240 s of the trace, pooled.
 
+Sections 2 and 3 run with each source of bandwidth knowledge (ReplayConfig.estimates): "uploads"
+(the default and realistic one: carlink and turbo each learn the link from their own uploads,
+probes and pings through the car's UplinkEstimator) and "trace" (both read the link's true
+capacity per past 100 ms bin).
+
 Data from CARLINK_TEST_DATA (default ../shared/data next to the repository).
 """
 
@@ -59,7 +64,7 @@ def speed(trace) -> dict[str, float]:
     return out
 
 
-def policies_on_real_data(root: Path, trace, scale: float) -> dict[str, float | None]:
+def policies_on_real_data(root: Path, trace, scale: float, estimates: str) -> dict[str, float | None]:
     scenes = [root / "waymo/v1_frames/pvps_data_one_frame.tfrecord",
               *sorted(Path(p) for p in glob.glob(str(root / "waymo/udacity_c1_front_1hz/*.tfrecord")))]
     frames = load_scenes(scenes)
@@ -68,7 +73,8 @@ def policies_on_real_data(root: Path, trace, scale: float) -> dict[str, float | 
     pooled: dict[str, list] = {p: [] for p in POLICY_NAMES}
     offset = 0.0
     while offset + frames[-1].t + 2 < trace.duration_s:
-        res = run_virtual(frames, profile, trace, ProfileUtilities(), ReplayConfig(scale=scale, trace_offset_s=offset))
+        res = run_virtual(frames, profile, trace, ProfileUtilities(),
+                          ReplayConfig(scale=scale, trace_offset_s=offset, estimates=estimates))
         for p in POLICY_NAMES:
             pooled[p].extend(res.runs[p].tasks)
         offset += OFFSET_STEP_S
@@ -77,7 +83,7 @@ def policies_on_real_data(root: Path, trace, scale: float) -> dict[str, float | 
     return {p: mean_utility(PolicyRun(p, tasks=pooled[p]), weights) for p in POLICY_NAMES}, offset / OFFSET_STEP_S, profile.path
 
 
-def policies_at_10hz(trace, scale: float) -> dict[str, float | None]:
+def policies_at_10hz(trace, scale: float, estimates: str) -> dict[str, float | None]:
     from carlink.replay.results import PolicyRun
 
     profile = load_replay_profile(EXAMPLE_PROFILE)
@@ -86,7 +92,8 @@ def policies_at_10hz(trace, scale: float) -> dict[str, float | None]:
     pooled: dict[str, list] = {p: [] for p in POLICY_NAMES}
     offset = 0.0
     while offset + frames[-1].t + 2 < trace.duration_s:
-        res = run_virtual(frames, profile, trace, ProfileUtilities(), ReplayConfig(scale=scale, trace_offset_s=offset))
+        res = run_virtual(frames, profile, trace, ProfileUtilities(),
+                          ReplayConfig(scale=scale, trace_offset_s=offset, estimates=estimates))
         for p in POLICY_NAMES:
             pooled[p].extend(res.runs[p].tasks)
         offset += 240.0
@@ -125,27 +132,31 @@ def main() -> int:
         print(f"{name:<14}{v:>10.0f}")
     print(f"{'all five':<14}{1.0 / sum(1.0 / v for v in fps.values()):>10.0f}   (frames/s of one run with every policy)")
 
-    print()
-    print("real scenes (61 frames) x real NUWiNS 5G uplink (series A), default profile, per-frame utilities;")
-    print(f"replays started every {OFFSET_STEP_S:.0f} s of the trace, task-frames pooled")
-    head = f"{'scale':>6}" + "".join(f"{p:>13}" for p in POLICY_NAMES) + f"{'carlink/turbo':>15}{'carlink/oracle':>16}"
-    print(head)
     summary = []
-    for scale in SCALES:
-        means, runs, path = policies_on_real_data(root, trace, scale)
-        line, ct, co = _row(scale, means)
-        print(line)
-        summary.append(f"real x{scale:g}: carlink/turbo {ct if ct is not None else float('nan'):.3f} "
-                       f"carlink/oracle {co if co is not None else float('nan'):.3f}")
-    print(f"(profile {path}; {runs:.0f} replays per scale)")
+    head = f"{'scale':>6}" + "".join(f"{p:>13}" for p in POLICY_NAMES) + f"{'carlink/turbo':>15}{'carlink/oracle':>16}"
+    for estimates in ("uploads", "trace"):
+        print()
+        print(f"real scenes (61 frames) x real NUWiNS 5G uplink (series A), default profile, per-frame utilities, "
+              f"estimates={estimates};")
+        print(f"replays started every {OFFSET_STEP_S:.0f} s of the trace, task-frames pooled")
+        print(head)
+        for scale in SCALES:
+            means, runs, path = policies_on_real_data(root, trace, scale, estimates)
+            line, ct, co = _row(scale, means)
+            print(line)
+            summary.append(f"real/{estimates} x{scale:g}: carlink/turbo {ct if ct is not None else float('nan'):.3f} "
+                           f"carlink/oracle {co if co is not None else float('nan'):.3f}")
+        print(f"(profile {path}; {runs:.0f} replays per scale)")
 
-    print()
-    print("ILLUSTRATIVE: synthetic 5-camera 10 Hz frames (300), example profile (not measurements), real NUWiNS trace")
-    print(head)
-    for scale in (0.1, 0.25):
-        line, ct, co = _row(scale, policies_at_10hz(trace, scale))
-        print(line)
-        summary.append(f"10Hz-illustrative x{scale:g}: carlink/turbo {ct if ct is not None else float('nan'):.3f}")
+        print()
+        print("ILLUSTRATIVE: synthetic 5-camera 10 Hz frames (300), example profile (not measurements), "
+              f"real NUWiNS trace, estimates={estimates}")
+        print(head)
+        for scale in (0.1, 0.25):
+            line, ct, co = _row(scale, policies_at_10hz(trace, scale, estimates))
+            print(line)
+            summary.append(f"10Hz-illustrative/{estimates} x{scale:g}: carlink/turbo "
+                           f"{ct if ct is not None else float('nan'):.3f}")
     print()
     slowest = min(fps.values())
     print(f"SUMMARY replay: {fps['carlink']:.0f} frames/s carlink, {slowest:.0f} frames/s slowest policy (5 tasks, profile-driven); "
