@@ -66,8 +66,9 @@ import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from carlink.detection import WaymoClass
 from carlink.tasks import Option, Task
 
 SCHEMA = "carlink.profile"
@@ -172,6 +173,15 @@ class TaskProfile(_Strict):
     frames: list[FrameInfo] | None = None
     windows: list[tuple[Annotated[int, Field(ge=0)], Annotated[int, Field(ge=0)]]] | None = None
 
+    @field_validator("classes")
+    @classmethod
+    def _known_classes(cls, classes: list[str] | None) -> list[str] | None:
+        known = [c.label for c in WaymoClass]
+        for c in classes or ():
+            if c.upper() not in WaymoClass.__members__:
+                raise ValueError(f"unknown class {c!r} (expected one of {', '.join(known)})")
+        return classes
+
     @model_validator(mode="after")
     def _per_frame_lengths(self) -> "TaskProfile":
         n_frames = None if self.frames is None else len(self.frames)
@@ -204,6 +214,16 @@ class TaskProfile(_Strict):
                         raise ValueError(f"option {who!r}: {key}[{bad[0]}] = {values[bad[0]]} is outside "
                                          f"the utility range [{lo}, {hi}]")
         return self
+
+    @property
+    def waymo_classes(self) -> tuple[WaymoClass, ...]:
+        """The measured classes, in file order (empty: not stated, i.e. whatever the models detect)."""
+        return tuple(WaymoClass[c.upper()] for c in self.classes or ())
+
+    @property
+    def frame_positions(self) -> dict[str, int]:
+        """Profiled frame id -> its index into the per-frame lists (empty without ``frames``)."""
+        return {f.id: k for k, f in enumerate(self.frames or ())}
 
     def frame_utilities(self, index: int) -> dict[str, float | None]:
         """Option id -> utility on frame ``index`` alone (on-car included): replay's oracle."""

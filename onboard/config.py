@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+if TYPE_CHECKING:
+    from carlink.onboard.policy import PolicySettings  # numpy and scipy: loaded only when planning
 
 
 class ConfigError(ValueError):
@@ -81,6 +84,23 @@ class EstimatorConfig(_Strict):
     probe_model: str = "noop"  # cloud model that answers probe requests (padding, no work)
 
 
+class PolicyConfig(_Strict):
+    """Which candidate plans carlink's per-frame policy scores (onboard/policy.py). An unset key
+    keeps the policy's default (:class:`carlink.onboard.policy.PolicySettings`), the same the
+    replay's carlink uses."""
+
+    quantiles: list[Annotated[float, Field(ge=0, le=1)]] | None = Field(
+        default=None, min_length=1, description="quantiles of the bandwidth samples planned for")
+    runtimes: list[Literal["p50", "p99"]] | None = Field(
+        default=None, min_length=1, description="runtime statistics each budget is planned with")
+
+    def settings(self) -> "PolicySettings":
+        """The policy's settings: the keys given here, the policy's defaults for the rest."""
+        from carlink.onboard.policy import PolicySettings
+
+        return PolicySettings(**{k: tuple(v) for k, v in self.model_dump(exclude_none=True).items()})
+
+
 class EncoderConfig(_Strict):
     threads: int = Field(default=2, ge=1, le=64)
 
@@ -104,12 +124,14 @@ class DaemonConfig(_Strict):
 
 class OnboardConfig(_Strict):
     """The whole file. ``allocator`` is the allocator's own table (carlink.allocator.solve
-    AllocatorConfig: solver, mip_solver, cvxpy_max_tasks, headroom, switching_penalty)."""
+    AllocatorConfig: solver, mip_solver, cvxpy_max_tasks, headroom, switching_penalty);
+    ``policy`` the candidates the per-frame policy scores (:class:`PolicyConfig`)."""
 
     daemon: DaemonConfig
     source: SourceConfig
     cloud: CloudConfig = CloudConfig()
     estimator: EstimatorConfig = EstimatorConfig()
+    policy: PolicyConfig = PolicyConfig()
     encoder: EncoderConfig = EncoderConfig()
     sink: SinkConfig = SinkConfig()
     metrics: MetricsConfig = MetricsConfig()

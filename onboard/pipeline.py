@@ -129,7 +129,7 @@ class OnboardPipeline:
         missing = {t.onboard_model for t in tasks} - set(models)
         if missing:
             raise ValueError(f"no loaded on-car model for {sorted(missing)}")
-        planner = Planner([t.policy_task for t in tasks], cfg.allocator_config())
+        planner = Planner([t.policy_task for t in tasks], cfg.allocator_config(), cfg.policy.settings())
         with self._swap_lock:
             self.cfg, self.tasks, self.models, self.planner = cfg, tasks, models, planner
 

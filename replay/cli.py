@@ -154,8 +154,8 @@ def run_command(args: argparse.Namespace) -> int:
     from carlink.datasets.trace_readers import load_trace
     from carlink.replay import demo
     from carlink.replay.player import PlayerError, load_scenes
-    from carlink.replay.profile_view import ReplayProfileError, load_replay_profile
-    from carlink.profile import EXAMPLE_PROFILE
+    from carlink.profile import EXAMPLE_PROFILE, ProfileError
+    from carlink.replay.profile_view import load_replay_profile
     from carlink.replay.runner import ReplayConfig
 
     synthetic = not args.scenes
@@ -163,7 +163,7 @@ def run_command(args: argparse.Namespace) -> int:
         # The demonstration plans with the shipped illustrative example (five cameras, options
         # that fit a few Mbit/s) unless told otherwise; real scenes default to the measured one.
         profile = load_replay_profile(args.profile or (EXAMPLE_PROFILE if synthetic else None))
-    except ReplayProfileError as exc:
+    except ProfileError as exc:
         raise _error(str(exc)) from None
     try:
         frames = (demo.synthetic_frames(args.max_frames or demo.DEMO_FRAMES, args.seed) if synthetic

@@ -40,7 +40,7 @@ import numpy as np
 
 from carlink.allocator.solve import Allocator, AllocatorConfig
 from carlink.onboard.policy import CarlinkPolicy as OnboardCarlinkPolicy
-from carlink.onboard.policy import PlanInputs, PolicyTask, expected_frame_utility, runtime_sigma
+from carlink.onboard.policy import PlanInputs, PolicyTask, policy_tasks_from_profile
 from carlink.replay.profile_view import ON_CAR, ReplayProfile, TaskInfo
 from carlink.tasks import Task
 
@@ -154,17 +154,8 @@ class TurboPolicy(Policy):
 
 
 def policy_tasks(profile: ReplayProfile) -> list[PolicyTask]:
-    """The car's policy tasks from the replay's view of a profile: the same numbers as
-    carlink.onboard.policy.policy_tasks_from_profile reads from the file (tested)."""
-    out = []
-    for t in profile.tasks:
-        opts = []
-        for o in t.options:
-            opt = o.as_option("mean", "p50", expected_frame_utility(o.utility, o.utilities))
-            opts.append(opt)
-        task = Task(name=t.name, deadline_ms=t.deadline_ms, weight=t.weight, camera=t.camera, options=tuple(opts))
-        out.append(PolicyTask(task, tuple(o.runtime_p99 for o in t.options)))
-    return out
+    """The car's policy tasks, read from the typed profile as the daemon reads them."""
+    return policy_tasks_from_profile(profile.profile)
 
 
 class CarlinkPolicy(Policy):

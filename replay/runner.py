@@ -35,13 +35,13 @@ import numpy as np
 from carlink.clock import VirtualClock
 from carlink.onboard.config import EstimatorConfig
 from carlink.onboard.estimator import UplinkEstimator
-from carlink.onboard.policy import backlog_bytes
+from carlink.onboard.policy import backlog_bytes, runtime_sigma
 from carlink.datasets.traces import Trace
 from carlink.replay.frame_utility import UtilitySource, has_camera
 from carlink.replay.link import MTU, DelaySeries, TraceLink, delay_at
 from carlink.replay.link_events import EmulatedLink
 from carlink.replay.player import PlayedFrame
-from carlink.replay.policies import POLICY_NAMES, FrameFacts, FrameView, Policy, make_policy, runtime_sigma
+from carlink.replay.policies import POLICY_NAMES, FrameFacts, FrameView, Policy, make_policy
 from carlink.replay.profile_view import ON_CAR, ReplayProfile
 from carlink.replay.results import FrameRecord, PolicyRun, ReplayResult, TaskRecord, summarize
 

@@ -11,7 +11,7 @@ from carlink.onboard.planning import load_onboard_tasks
 from carlink.onboard.sink import MemorySink
 from carlink.onboard.sources import open_source
 
-from test_onboard_support import TcpRelay, make_config, start_server, write_profile
+from onboard_testkit import TcpRelay, make_config, start_server, write_profile
 
 DEADLINE_MS = 200.0
 

@@ -11,7 +11,7 @@ import sys
 import time
 
 
-from test_onboard_support import start_server, write_profile
+from onboard_testkit import start_server, write_profile
 
 
 def _run_command(config) -> list[str]:

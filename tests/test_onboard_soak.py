@@ -19,7 +19,7 @@ from carlink.onboard.planning import load_onboard_tasks
 from carlink.onboard.sink import JsonLinesSink
 from carlink.onboard.sources import open_source
 
-from test_onboard_support import make_config, start_server, write_profile
+from onboard_testkit import make_config, start_server, write_profile
 
 SOAK_S = float(os.environ.get("CARLINK_SOAK_SECONDS", "600"))
 

@@ -11,19 +11,21 @@ import cv2
 import numpy as np
 import pytest
 
-from carlink.clock import VirtualClock
+from carlink.clock import VirtualClock, WallClock
 from carlink.detection import Box2D, Detection, WaymoClass
 from carlink.onboard.config import ConfigError, EstimatorConfig, load_config
 from carlink.onboard.daemon import StartupError, load_everything
 from carlink.onboard.encoder import EncodeSpec, ParallelEncoder, encode_image
 from carlink.onboard.estimator import UplinkEstimator
 from carlink.onboard.fuser import Fuser, TaskPlan
+from carlink.onboard.pipeline import OnboardPipeline, load_onboard_models
 from carlink.onboard.planning import Planner, ProfileError, load_onboard_tasks
-from carlink.onboard.sink import JsonLinesSink
+from carlink.onboard.policy import PolicySettings
+from carlink.onboard.sink import JsonLinesSink, MemorySink
 from carlink.onboard.systemd import SystemdNotifier, watchdog_interval_s
 from carlink.onboard.uplink import UploadOutcome
 
-from test_onboard_support import write_profile
+from onboard_testkit import make_config, write_profile
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "onboard" / "example.toml"
 
@@ -39,6 +41,8 @@ def _write(path: Path, text: str) -> Path:
 def test_example_config_is_valid():
     cfg = load_config(EXAMPLE)
     assert cfg.source.kind == "waymo" and cfg.tasks[0].name == "front_det"
+    # The example documents the policy's defaults: the same the replay's carlink plans with.
+    assert cfg.policy.settings() == PolicySettings()
 
 
 @pytest.mark.parametrize(
@@ -52,6 +56,10 @@ def test_example_config_is_valid():
         ('[daemon]\n[source]\nkind="synthetic"\n', "daemon.profile", "required key is missing"),
         ('[source]\nkind="webcam"\n[daemon]\nprofile="p"\n', "source.kind", "'waymo'"),
         ('[daemon]\nprofile="p"\n[source]\nkind="synthetic"\n[allocator]\nsolver="magic"\n', "allocator", "solver must be one of"),
+        ('[daemon]\nprofile="p"\n[source]\nkind="synthetic"\n[policy]\nquantiles=[0.1, 1.5]\n', "policy.quantiles[1]", "less than or equal to 1"),
+        ('[daemon]\nprofile="p"\n[source]\nkind="synthetic"\n[policy]\nquantiles=[]\n', "policy.quantiles", "at least 1 item"),
+        ('[daemon]\nprofile="p"\n[source]\nkind="synthetic"\n[policy]\nruntimes=["p90"]\n', "policy.runtimes[0]", "'p50' or 'p99'"),
+        ('[daemon]\nprofile="p"\n[source]\nkind="synthetic"\n[policy]\nquantile=0.1\n', "policy.quantile", "unknown key"),
     ],
 )
 def test_bad_config_values_name_the_key(tmp_path, body, key, problem):
@@ -114,6 +122,23 @@ def test_unknown_onboard_model_is_a_startup_error(tmp_path):
     write_profile(tmp_path / "p.json", onboard_model="no-such-model")
     with pytest.raises(StartupError, match="no-such-model"):
         load_everything(_config_with_profile(tmp_path, "p.json"))
+
+
+def test_policy_section_reaches_the_pipelines_planner(tmp_path):
+    cfg = make_config(write_profile(tmp_path / "p.json"), "127.0.0.1:9",
+                      policy={"quantiles": [0.0, 0.5], "runtimes": ["p99"]})
+    tasks = load_onboard_tasks(cfg.profile_path, cfg.tasks)
+    pipe = OnboardPipeline(cfg, tasks, WallClock(), MemorySink(), load_onboard_models(tasks, "cpu"))
+    try:
+        policy = pipe.planner.policy
+        assert policy.settings == PolicySettings(quantiles=(0.0, 0.5), runtimes=("p99",))
+        # Candidate budgets are the configured quantiles of the samples, then 0 (send nothing).
+        assert policy.budgets(np.array([4e6, 1e6, 3e6, 2e6])) == [1e6, 2e6, 0.0]
+    finally:
+        pipe.close()
+    # Keys left out keep the policy's defaults.
+    partial = make_config(tmp_path / "p.json", "127.0.0.1:9", policy={"runtimes": ["p50"]}).policy.settings()
+    assert partial == PolicySettings(runtimes=("p50",))
 
 
 def test_planner_follows_bandwidth(tmp_path):

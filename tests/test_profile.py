@@ -89,3 +89,20 @@ def test_version_nan_and_bad_json(example, tmp_path):
     path.write_text("{ not json")
     with pytest.raises(ProfileError, match="not valid JSON at line 1"):
         load_profile(path)
+
+
+def test_classes_and_frames_of_a_v2_task():
+    from carlink.detection import WaymoClass
+    from carlink.profile import DEFAULT_PROFILE
+
+    raw = json.loads(DEFAULT_PROFILE.read_text())
+    task = parse_profile(raw).tasks[0]
+    assert task.waymo_classes == tuple(WaymoClass[c.upper()] for c in raw["tasks"][0]["classes"])
+    # frame id -> the index of that frame's value in every per-frame list
+    positions = task.frame_positions
+    assert list(positions) == [f["id"] for f in raw["tasks"][0]["frames"]]
+    assert list(positions.values()) == list(range(len(raw["tasks"][0]["frames"])))
+    bad = copy.deepcopy(raw)
+    bad["tasks"][0]["classes"] = ["pedestrian", "unicorn"]
+    msg = _error(bad)
+    assert f"tasks[0] '{raw['tasks'][0]['name']}' > classes" in msg and "unknown class 'unicorn'" in msg

@@ -11,7 +11,8 @@ from carlink.datasets.trace_readers import load_trace
 from carlink.replay.frame_utility import MeasuredUtilities, ProfileUtilities
 from carlink.replay.player import load_scenes
 from carlink.replay.policies import POLICY_NAMES, single_cloud_column
-from carlink.replay.profile_view import ReplayProfileError, default_profile_path, load_replay_profile
+from carlink.profile import ProfileError
+from carlink.replay.profile_view import default_profile_path, load_replay_profile
 from carlink.replay.runner import ReplayConfig, run_virtual
 
 from replay_testkit import hog_front_profile
@@ -114,9 +115,9 @@ def test_low_capacity_makes_cloud_answers_late_not_hidden(real_frames, nuwins):
 def test_bad_profile_names_the_file_and_key(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"schema": "carlink.profile", "version": 1, "tasks": [{"name": "FRONT"}]}))
-    with pytest.raises(ReplayProfileError, match="bad.json"):
+    with pytest.raises(ProfileError, match="bad.json"):
         load_replay_profile(bad)
-    with pytest.raises(ReplayProfileError, match="cannot read"):
+    with pytest.raises(ProfileError, match="cannot read"):
         load_replay_profile(tmp_path / "missing.json")
 
 

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchlib import default_data_dir
+
 HOG_THROUGHPUT = "hog-default-fast"
 TORCH_BATCH = "ssdlite320_mobilenet_v3_large"
 HOGS = ["hog-default-fast", "hog-default", "hog-default-accurate", "hog-daimler-fast", "hog-daimler",
@@ -172,8 +174,7 @@ def throughput(port: int, payload: bytes, model: str, clients: int, seconds: flo
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path(os.environ.get(
-        "CARLINK_TEST_DATA", Path(__file__).resolve().parents[3] / "shared" / "data")))
+    parser.add_argument("--data", type=Path, default=default_data_dir())
     parser.add_argument("--quick", action="store_true", help="fewer repetitions, skip the two large torch models")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"], help="device of torch models")
     parser.add_argument("--torch-threads", type=int, default=1, help="torch CPU threads in the server")

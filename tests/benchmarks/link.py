@@ -6,18 +6,17 @@ Run: CARLINK_TEST_DATA=../shared/data python tests/benchmarks/link.py [--seconds
 from __future__ import annotations
 
 import argparse
-import os
 import resource
 import socket
 import threading
 import time
-from pathlib import Path
 
 from carlink.datasets.trace_readers import load_trace
 from carlink.replay.link import MTU, TraceLink
 from carlink.replay.link_proxy import LinkProxy
+from benchlib import data_root
 
-DATA = Path(os.environ.get("CARLINK_TEST_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
+DATA = data_root()
 TRACES = ["ATT-LTE-driving-2016.up", "TMobile-LTE-short.up"]
 
 

@@ -44,16 +44,9 @@ from carlink.onboard.sink import MemorySink
 from carlink.onboard.sources import CapturedFrame
 from carlink.proto import inference_pb2 as pb
 from carlink.proto import inference_pb2_grpc as pb_grpc
+from benchlib import data_root
 
 CAMERAS = ("FRONT", "FRONT_LEFT", "FRONT_RIGHT", "SIDE_LEFT", "SIDE_RIGHT")
-
-
-def data_root() -> Path:
-    env = os.environ.get("CARLINK_TEST_DATA")
-    root = Path(env) if env else Path(__file__).resolve().parents[3] / "shared" / "data"
-    if not root.is_dir():
-        sys.exit(f"test data not found at {root}: set CARLINK_TEST_DATA")
-    return root
 
 
 class _Echo(pb_grpc.InferenceServicer):

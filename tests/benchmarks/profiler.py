@@ -34,11 +34,12 @@ from carlink.replay.profiler import (
     parse_options,
     run_profile,
 )
+from benchlib import default_data_dir
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    default_data = os.environ.get("CARLINK_TEST_DATA", str(Path(__file__).resolve().parents[3] / "shared" / "data"))
+    default_data = str(default_data_dir())
     ap.add_argument("--data", default=default_data, help="the shared/data folder (default: %(default)s)")
     args = ap.parse_args()
     frame_file = Path(args.data) / "waymo" / "v1_frames" / "pvps_data_one_frame.tfrecord"

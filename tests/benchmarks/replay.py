@@ -25,7 +25,6 @@ Data from CARLINK_TEST_DATA (default ../shared/data next to the repository).
 from __future__ import annotations
 
 import glob
-import os
 import sys
 import time
 from pathlib import Path
@@ -39,16 +38,12 @@ from carlink.replay.frame_utility import ProfileUtilities
 from carlink.replay.player import load_scenes
 from carlink.replay.policies import POLICY_NAMES
 from carlink.replay.profile_view import default_profile_path, load_replay_profile
-from carlink.replay.results import mean_utility
+from carlink.replay.results import PolicyRun, mean_utility
 from carlink.replay.runner import ReplayConfig, run_virtual
+from benchlib import data_root
 
 OFFSET_STEP_S = 60.0
 SCALES = (0.25, 0.5, 1.0)
-
-
-def data_root() -> Path:
-    env = os.environ.get("CARLINK_TEST_DATA")
-    return Path(env) if env else Path(__file__).resolve().parents[3] / "shared" / "data"
 
 
 def speed(trace) -> dict[str, float]:
@@ -64,40 +59,35 @@ def speed(trace) -> dict[str, float]:
     return out
 
 
-def policies_on_real_data(root: Path, trace, scale: float, estimates: str) -> dict[str, float | None]:
-    scenes = [root / "waymo/v1_frames/pvps_data_one_frame.tfrecord",
-              *sorted(Path(p) for p in glob.glob(str(root / "waymo/udacity_c1_front_1hz/*.tfrecord")))]
-    frames = load_scenes(scenes)
-    profile = load_replay_profile(default_profile_path())
+def pooled_means(frames, profile, trace, scale: float, estimates: str,
+                 step_s: float) -> tuple[dict[str, float | None], int]:
+    """Replays started every ``step_s`` seconds of the trace, task-frames pooled: each policy's
+    weighted mean utility, and how many replays were pooled."""
     weights = {t.name: t.weight for t in profile.tasks}
     pooled: dict[str, list] = {p: [] for p in POLICY_NAMES}
-    offset = 0.0
+    offset, runs = 0.0, 0
     while offset + frames[-1].t + 2 < trace.duration_s:
         res = run_virtual(frames, profile, trace, ProfileUtilities(),
                           ReplayConfig(scale=scale, trace_offset_s=offset, estimates=estimates))
         for p in POLICY_NAMES:
             pooled[p].extend(res.runs[p].tasks)
-        offset += OFFSET_STEP_S
-    from carlink.replay.results import PolicyRun
+        offset += step_s
+        runs += 1
+    return {p: mean_utility(PolicyRun(p, tasks=pooled[p]), weights) for p in POLICY_NAMES}, runs
 
-    return {p: mean_utility(PolicyRun(p, tasks=pooled[p]), weights) for p in POLICY_NAMES}, offset / OFFSET_STEP_S, profile.path
+
+def policies_on_real_data(root: Path, trace, scale: float,
+                          estimates: str) -> tuple[dict[str, float | None], int, str]:
+    scenes = [root / "waymo/v1_frames/pvps_data_one_frame.tfrecord",
+              *sorted(Path(p) for p in glob.glob(str(root / "waymo/udacity_c1_front_1hz/*.tfrecord")))]
+    profile = load_replay_profile(default_profile_path())
+    means, runs = pooled_means(load_scenes(scenes), profile, trace, scale, estimates, OFFSET_STEP_S)
+    return means, runs, profile.path
 
 
 def policies_at_10hz(trace, scale: float, estimates: str) -> dict[str, float | None]:
-    from carlink.replay.results import PolicyRun
-
     profile = load_replay_profile(EXAMPLE_PROFILE)
-    frames = demo.synthetic_frames(300)
-    weights = {t.name: t.weight for t in profile.tasks}
-    pooled: dict[str, list] = {p: [] for p in POLICY_NAMES}
-    offset = 0.0
-    while offset + frames[-1].t + 2 < trace.duration_s:
-        res = run_virtual(frames, profile, trace, ProfileUtilities(),
-                          ReplayConfig(scale=scale, trace_offset_s=offset, estimates=estimates))
-        for p in POLICY_NAMES:
-            pooled[p].extend(res.runs[p].tasks)
-        offset += 240.0
-    return {p: mean_utility(PolicyRun(p, tasks=pooled[p]), weights) for p in POLICY_NAMES}
+    return pooled_means(demo.synthetic_frames(300), profile, trace, scale, estimates, 240.0)[0]
 
 
 def _row(scale: float, means: dict) -> tuple[str, float | None, float | None]:
@@ -146,7 +136,7 @@ def main() -> int:
             print(line)
             summary.append(f"real/{estimates} x{scale:g}: carlink/turbo {ct if ct is not None else float('nan'):.3f} "
                            f"carlink/oracle {co if co is not None else float('nan'):.3f}")
-        print(f"(profile {path}; {runs:.0f} replays per scale)")
+        print(f"(profile {path}; {runs} replays per scale)")
 
         print()
         print("ILLUSTRATIVE: synthetic 5-camera 10 Hz frames (300), example profile (not measurements), "
