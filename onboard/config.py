@@ -103,6 +103,8 @@ class PolicyConfig(_Strict):
 
 class EncoderConfig(_Strict):
     threads: int = Field(default=2, ge=1, le=64)
+    # Cut large full-size JPEGs into one strip per thread, joined losslessly (onboard/jpeg_strips.py).
+    strips: bool = True
 
 
 class SinkConfig(_Strict):
@@ -120,6 +122,8 @@ class DaemonConfig(_Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"  # where on-car models run
     watchdog: bool = True
     status_every_frames: int = Field(default=10, ge=1)
+    # Hold a Linux PM QoS CPU wake-up latency limit (onboard/cpu_latency.py); None leaves it alone.
+    cpu_wakeup_latency_us: int | None = Field(default=None, ge=0, le=2**31 - 1)
 
 
 class OnboardConfig(_Strict):

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from carlink.clock import Clock, WallClock
 from carlink.onboard.config import ConfigError, OnboardConfig, load_config
+from carlink.onboard.cpu_latency import CpuLatencyError, CpuLatencyRequest
 from carlink.onboard.metrics import OnboardMetrics
 from carlink.onboard.pipeline import OnboardPipeline, load_onboard_models
 from carlink.onboard.planning import OnboardTask, ProfileError, load_onboard_tasks
@@ -83,6 +84,7 @@ class OnboardDaemon:
         self.metrics_port: int | None = None
         self.frames = 0
         self.reloads = 0
+        self._cpu_latency: CpuLatencyRequest | None = None
 
     # -- signals -------------------------------------------------------------------------------
 
@@ -123,6 +125,10 @@ class OnboardDaemon:
             return
         if pending.cfg.source != self.pipeline.cfg.source:
             log.warning("source changes take effect at the next restart")
+        try:
+            self._hold_cpu_latency(pending.cfg)
+        except CpuLatencyError as exc:
+            log.error("daemon.cpu_wakeup_latency_us: %s; keeping the previous limit", exc.strerror)
         self.pipeline.reload(pending.cfg, pending.tasks, pending.models)
         self.reloads += 1
         log.info("reloaded config=%s tasks=%s", self.config_path, [t.name for t in pending.tasks])
@@ -147,6 +153,12 @@ class OnboardDaemon:
             sink = JsonLinesSink(cfg.resolve(cfg.sink.path) if cfg.sink.path != "-" else "-", cfg.sink.include_detections)
         except OSError as exc:
             raise StartupError(f"{self.config_path}: sink.path: cannot open {cfg.sink.path}: {exc.strerror or exc}") from None
+        try:
+            self._hold_cpu_latency(cfg)
+        except CpuLatencyError as exc:
+            sink.close()
+            metrics.close()
+            raise StartupError(f"{self.config_path}: daemon.cpu_wakeup_latency_us: {exc.strerror}") from None
         src_cfg = cfg.source
         if src_cfg.path:
             src_cfg = src_cfg.model_copy(update={"path": str(cfg.resolve(src_cfg.path))})
@@ -177,8 +189,26 @@ class OnboardDaemon:
             source.close()
             self.pipeline.close(STOP_BUDGET_S)
             metrics.close()
+            self._release_cpu_latency()
             log.info("stopped frames=%d emitted=%d", self.frames, self.pipeline.emitted)
         return 0
+
+    def _hold_cpu_latency(self, cfg: OnboardConfig) -> None:
+        """Make the held PM QoS request match the config (a new one first, then drop the old)."""
+        want = cfg.daemon.cpu_wakeup_latency_us
+        held = self._cpu_latency.max_us if self._cpu_latency else None
+        if want == held:
+            return
+        new = CpuLatencyRequest(want) if want is not None else None
+        self._release_cpu_latency()
+        self._cpu_latency = new
+        if new is not None:
+            log.info("holding CPU wake-up latency <= %d us (%s)", want, new.device)
+
+    def _release_cpu_latency(self) -> None:
+        if self._cpu_latency is not None:
+            self._cpu_latency.close()
+            self._cpu_latency = None
 
     def _status_line(self, rep) -> str:
         c = self.pipeline.fuser.counters

@@ -20,7 +20,7 @@ from typing import Protocol
 from carlink.allocation import Allocation
 from carlink.clock import Clock
 from carlink.onboard.config import OnboardConfig
-from carlink.onboard.encoder import EncodeSpec, ParallelEncoder
+from carlink.onboard.encoder import STRIP_MIN_PIXELS, EncodeSpec, ParallelEncoder
 from carlink.onboard.estimator import LinkEstimate, UplinkEstimator
 from carlink.onboard.fuser import FrameResult, Fuser, TaskPlan
 from carlink.onboard.metrics import OnboardMetrics
@@ -51,7 +51,7 @@ class StepReport:
     frame_id: int
     allocation: Allocation
     estimate: LinkEstimate
-    encode_ms: float
+    encode_ms: float  # from the first image's encode starting to the last one's finishing
     step_ms: float  # the whole onboard overhead of this frame
     uploads: int
     probe_bytes: int
@@ -103,7 +103,7 @@ class OnboardPipeline:
         self._swap_lock = threading.Lock()
         self._apply(cfg, tasks, models)
         self.estimator = UplinkEstimator(cfg.estimator, clock)
-        self.encoder = ParallelEncoder(cfg.encoder.threads)
+        self.encoder = ParallelEncoder(cfg.encoder.threads, STRIP_MIN_PIXELS if cfg.encoder.strips else None)
         self.fuser = Fuser()
         self.uplink = Uplink(
             make_channel(
@@ -185,14 +185,15 @@ class OnboardPipeline:
         self.fuser.open_frame(frame.frame_id, capture, plans, info)
         self._run_onboard(frame, tasks, models, set(plans))
         te = time.perf_counter()
-        encoded = self.encoder.encode_many(jobs) if jobs else {}
-        encode_ms = (time.perf_counter() - te) * 1000.0
-        for name, enc in encoded.items():
-            plan = plans[name]
-            model = next(t for t in tasks if t.name == name).task.option(plan.option).model
+        encode_ms, uploads = 0.0, 0
+        # Each image goes to the uplink as soon as it is encoded, while the others still encode.
+        for name, enc in self.encoder.encode_as_completed(jobs):
+            encode_ms = (time.perf_counter() - te) * 1000.0
+            model = next(t for t in tasks if t.name == name).task.option(plans[name].option).model
             with self._in_flight_lock:
                 self._in_flight[(name, frame.frame_id)] = (self.clock.now(), len(enc.payload))
-            self.uplink.submit(UploadRequest(name, model, enc, frame.frame_id, capture, plan.deadline))
+            self.uplink.submit(UploadRequest(name, model, enc, frame.frame_id, capture, plans[name].deadline))
+            uploads += 1
         probe = self.estimator.probe_bytes(alloc.used_bps)
         if probe:
             self.uplink.probe(probe)
@@ -202,9 +203,9 @@ class OnboardPipeline:
             "frame=%d bandwidth_bps=%.0f rtt_ms=%.1f samples=%d stale=%s planned_bps=%.0f used_bps=%.0f "
             "uploads=%d probe_bytes=%d solver=%s solve_ms=%.2f step_ms=%.2f",
             frame.frame_id, est.bandwidth_bps, est.rtt_s * 1000, est.samples, est.stale, alloc.bandwidth_bps,
-            alloc.used_bps, len(encoded), probe, alloc.solver, alloc.solve_time_ms, step_ms,
+            alloc.used_bps, uploads, probe, alloc.solver, alloc.solve_time_ms, step_ms,
         )
-        return StepReport(frame.frame_id, alloc, est, encode_ms, step_ms, len(encoded), probe)
+        return StepReport(frame.frame_id, alloc, est, encode_ms, step_ms, uploads, probe)
 
     def _run_onboard(self, frame: CapturedFrame, tasks, models, names: set[str]) -> None:
         while len(self._onboard_futures) >= _MAX_ONBOARD_BACKLOG_FRAMES:

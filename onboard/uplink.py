@@ -26,10 +26,11 @@ from carlink.onboard.encoder import EncodedImage
 from carlink.onboard.estimator import UplinkEstimator
 from carlink.proto import inference_pb2 as pb
 from carlink.proto import inference_pb2_grpc as pb_grpc
-from carlink.wire import detections_from_proto
+from carlink.wire import detections_from_proto, serialize_infer_request
 
 log = logging.getLogger(__name__)
 
+_INFER_METHOD = f"/{pb.DESCRIPTOR.services_by_name['Inference'].full_name}/Infer"
 _ENCODING = {"jpeg": pb.ENCODING_JPEG, "png": pb.ENCODING_PNG, "raw": pb.ENCODING_RAW_BGR}
 
 # Reconnect quickly after the server returns: gRPC's default backoff grows to two minutes.
@@ -110,6 +111,10 @@ class Uplink:
     ) -> None:
         self._channel = channel
         self._stub = pb_grpc.InferenceStub(channel)
+        # Infer with requests serialised by serialize_infer_request (image copied once).
+        self._infer = channel.unary_unary(
+            _INFER_METHOD, request_serializer=None, response_deserializer=pb.InferResponse.FromString,
+        )
         self._clock = clock
         self._est = estimator
         self._on_outcome = on_outcome
@@ -165,11 +170,10 @@ class Uplink:
                 self._report(UploadOutcome(req.task, req.frame_id, req.model, "stale"))
                 req = nxt
                 continue
-            msg = pb.InferRequest(
+            header = pb.InferRequest(
                 task=req.task,
                 model=req.model,
                 encoding=_ENCODING[req.image.codec],
-                payload=req.image.payload,
                 payload_size=pb.ImageSize(width=req.image.size[0], height=req.image.size[1]),
                 original_size=pb.ImageSize(width=req.image.original_size[0], height=req.image.original_size[1]),
                 frame_id=req.frame_id,
@@ -181,7 +185,8 @@ class Uplink:
                 slot.in_flight = req
                 self.counters.sent += 1
             try:
-                call = self._stub.Infer.future(msg, timeout=remaining, wait_for_ready=False, metadata=self._md)
+                call = self._infer.future(serialize_infer_request(header, req.image.payload), timeout=remaining,
+                                          wait_for_ready=False, metadata=self._md)
             except Exception as exc:  # channel closed under us (shutdown)
                 with self._lock:
                     self._slots[req.task].in_flight = None

@@ -7,11 +7,15 @@ import struct
 import cv2
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from carlink.cloud.decode import BadImage, DecodeLimits, PayloadTooLarge, check_header, decode
 from carlink.detection import Box2D, Detection, WaymoClass
 from carlink.proto import inference_pb2 as pb
-from carlink.wire import ImageHeaderError, detections_from_proto, detections_to_proto, probe_jpeg, probe_png
+from carlink.wire import (
+    ImageHeaderError, detections_from_proto, detections_to_proto, probe_jpeg, probe_png, serialize_infer_request,
+)
 
 from cloud_testkit import front_jpeg
 
@@ -71,3 +75,27 @@ def test_detections_round_trip_through_proto():
             Detection(Box2D(1000.0, 500.0, 200.0, 100.0), 0.5, WaymoClass.VEHICLE)]
     msg = pb.InferResponse(detections=detections_to_proto(dets))
     assert detections_from_proto(pb.InferResponse.FromString(msg.SerializeToString()).detections) == dets
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    payload=st.one_of(st.binary(max_size=300), st.sampled_from([b"", bytes(127), bytes(128), bytes(16384), bytes(2**21 + 3)])),
+    task=st.text(max_size=20), frame_id=st.integers(0, 2**64 - 1),
+    deadline=st.integers(-(2**63), 2**63 - 1), width=st.integers(0, 2**32 - 1),
+)
+def test_infer_request_serialised_with_appended_payload_parses_as_the_whole_message(
+    payload, task, frame_id, deadline, width,
+):
+    header = pb.InferRequest(task=task, model="m", encoding=pb.ENCODING_JPEG, frame_id=frame_id,
+                             deadline_unix_us=deadline, payload_size=pb.ImageSize(width=width, height=3))
+    whole = pb.InferRequest()
+    whole.CopyFrom(header)
+    whole.payload = payload
+    parsed = pb.InferRequest.FromString(serialize_infer_request(header, payload))
+    assert parsed == whole
+    assert len(serialize_infer_request(header, payload)) == whole.ByteSize()
+
+
+def test_infer_request_header_with_a_payload_is_refused():
+    with pytest.raises(ValueError, match="already carries a payload"):
+        serialize_infer_request(pb.InferRequest(payload=b"x"), b"y")
