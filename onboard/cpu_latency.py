@@ -1,10 +1,12 @@
 """Hold a CPU wake-up latency limit for the daemon's life (Linux PM QoS, /dev/cpu_dma_latency).
 
-Why: at 10 Hz the car's cores idle for most of each 100 ms frame period, and deep idle states
-(in a VM, a halted vCPU) make the next frame's burst of encoding slow to start and slow to run:
-on the 2-core dev VM, five full-size JPEG encodes take 22 ms at the median after 100 ms of idle
-against 15 ms when the cores were busy (tests/benchmarks/onboard.py prints both). Real-time car
-computers run with such a limit (tuned's latency-performance profile writes the same file).
+Why: at 10 Hz the car's cores idle for most of each 100 ms frame period, and waking from deep
+idle states (in a VM, a halted vCPU) makes the next frame's burst of encoding slower. On the
+2-core dev VM, five full-size JPEG encodes on two threads took 22 ms at the median after 100 ms
+idle, 15 ms back to back, and 17 ms after 100 ms idle with a 0 us limit held; in the whole
+pipeline (tests/benchmarks/onboard.py prints both rows) the gain was smaller, under 1 ms, as the
+uploads keep the cores partly busy. Real-time car computers run with such a limit (tuned's
+latency-performance profile writes the same file). It costs power: off by default.
 
 The kernel keeps the request while the file stays open and drops it when it is closed (or the
 process dies), so no state outlives the daemon.
