@@ -126,10 +126,21 @@ class OnboardDaemon:
         if pending.cfg.source != self.pipeline.cfg.source:
             log.warning("source changes take effect at the next restart")
         try:
+            sink = self._open_sink(pending.cfg) if pending.cfg.sink != self.pipeline.cfg.sink else None
+            try:
+                self.pipeline.reload(pending.cfg, pending.tasks, pending.models, sink)
+            except ValueError:
+                if sink is not None:
+                    sink.close()
+                raise
+        except (StartupError, ValueError) as exc:
+            log.error("reload failed, keeping the running config: %s", exc)
+            self.notifier.notify(READY=1, STATUS=f"reload failed: {exc}".replace("\n", " ")[:200])
+            return
+        try:
             self._hold_cpu_latency(pending.cfg)
         except CpuLatencyError as exc:
             log.error("daemon.cpu_wakeup_latency_us: %s; keeping the previous limit", exc.strerror)
-        self.pipeline.reload(pending.cfg, pending.tasks, pending.models)
         self.reloads += 1
         log.info("reloaded config=%s tasks=%s", self.config_path, [t.name for t in pending.tasks])
         self.notifier.notify(READY=1, STATUS=f"reloaded; {self.frames} frames")
@@ -149,10 +160,7 @@ class OnboardDaemon:
                     f"{self.config_path}: metrics.port: cannot listen on {cfg.metrics.address}:{cfg.metrics.port}: "
                     f"{exc.strerror or exc}"
                 ) from None
-        try:
-            sink = JsonLinesSink(cfg.resolve(cfg.sink.path) if cfg.sink.path != "-" else "-", cfg.sink.include_detections)
-        except OSError as exc:
-            raise StartupError(f"{self.config_path}: sink.path: cannot open {cfg.sink.path}: {exc.strerror or exc}") from None
+        sink = self._open_sink(cfg)
         try:
             self._hold_cpu_latency(cfg)
         except CpuLatencyError as exc:
@@ -192,6 +200,12 @@ class OnboardDaemon:
             self._release_cpu_latency()
             log.info("stopped frames=%d emitted=%d", self.frames, self.pipeline.emitted)
         return 0
+
+    def _open_sink(self, cfg: OnboardConfig) -> JsonLinesSink:
+        try:
+            return JsonLinesSink(cfg.resolve(cfg.sink.path) if cfg.sink.path != "-" else "-", cfg.sink.include_detections)
+        except OSError as exc:
+            raise StartupError(f"{self.config_path}: sink.path: cannot open {cfg.sink.path}: {exc.strerror or exc}") from None
 
     def _hold_cpu_latency(self, cfg: OnboardConfig) -> None:
         """Make the held PM QoS request match the config (a new one first, then drop the old)."""

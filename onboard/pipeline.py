@@ -105,14 +105,8 @@ class OnboardPipeline:
         self.estimator = UplinkEstimator(cfg.estimator, clock)
         self.encoder = ParallelEncoder(cfg.encoder.threads, STRIP_MIN_PIXELS if cfg.encoder.strips else None)
         self.fuser = Fuser()
-        self.uplink = Uplink(
-            make_channel(
-                cfg.cloud.address, cfg.cloud.insecure,
-                str(cfg.resolve(cfg.cloud.ca_cert)) if cfg.cloud.ca_cert else None,
-            ),
-            clock, self.estimator, self._on_upload, cfg.cloud.ping_interval_s, cfg.estimator.probe_model,
-            token=read_token(cfg.resolve(cfg.cloud.token_file)) if cfg.cloud.token_file else None,
-        )
+        self._sink_lock = threading.Lock()
+        self.uplink = self._make_uplink(cfg)
         self._onboard_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onboard-model")
         self._onboard_futures: deque[Future] = deque()
         # Uploads handed to the uplink and not yet answered: (task, frame) -> (sent at, bytes).
@@ -133,16 +127,41 @@ class OnboardPipeline:
         with self._swap_lock:
             self.cfg, self.tasks, self.models, self.planner = cfg, tasks, models, planner
 
-    def reload(self, cfg: OnboardConfig, tasks: tuple[OnboardTask, ...], models: dict[str, Detector]) -> None:
+    def _make_uplink(self, cfg: OnboardConfig) -> Uplink:
+        """An uplink on a new channel to the config's cloud (ValueError names a bad token file)."""
+        token = read_token(cfg.resolve(cfg.cloud.token_file)) if cfg.cloud.token_file else None
+        channel = make_channel(
+            cfg.cloud.address, cfg.cloud.insecure, str(cfg.resolve(cfg.cloud.ca_cert)) if cfg.cloud.ca_cert else None,
+        )
+        return Uplink(channel, self.clock, self.estimator, self._on_upload, cfg.cloud.ping_interval_s,
+                      cfg.estimator.probe_model, token=token)
+
+    def reload(self, cfg: OnboardConfig, tasks: tuple[OnboardTask, ...], models: dict[str, Detector],
+               sink: Sink | None = None) -> None:
         """Swap config, tasks and models between frames (SIGHUP); frames in flight finish as planned.
 
-        The cloud address, encoder threads and sink are fixed for the daemon's life; a change to
-        them is logged and takes effect at the next restart.
+        A changed ``[cloud]`` section gets a new channel from the next frame on; uploads still in
+        flight on the old one are cancelled, and their frames use the on-car results. ``sink``,
+        when given (the caller opened it), takes over from the next frame emitted and the old one
+        is closed. Encoder threads are fixed for the daemon's life (logged when changed).
         """
-        if cfg.cloud.address != self.cfg.cloud.address or cfg.sink != self.cfg.sink:
-            log.warning("cloud address and sink changes take effect at the next restart")
+        if cfg.encoder != self.cfg.encoder:
+            log.warning("encoder changes take effect at the next restart")
+        old_uplink = None
+        if cfg.cloud != self.cfg.cloud:
+            new = self._make_uplink(cfg)  # first: a bad token file leaves everything as it was
+            new.counters = self.uplink.counters  # one count of uploads across channels
+            old_uplink, self.uplink = self.uplink, new
+            log.info("cloud now %s", cfg.cloud.address)
         self._apply(cfg, tasks, models)
         self.estimator.reconfigure(cfg.estimator)
+        if sink is not None:
+            with self._sink_lock:
+                old_sink, self.sink = self.sink, sink
+            old_sink.close()
+        if old_uplink is not None:
+            # Closing joins the old ping thread: not on the frame loop.
+            threading.Thread(target=old_uplink.close, name="uplink-close", daemon=True).start()
 
     # -- per frame -----------------------------------------------------------------------------
 
@@ -267,7 +286,8 @@ class OnboardPipeline:
         if sent:
             m.cloud_hit_rate.set(self.fuser.counters.cloud_used / sent)
         try:
-            self.sink.write(fr)
+            with self._sink_lock:
+                self.sink.write(fr)
         except Exception:
             log.exception("sink failed on frame %d", fr.frame_id)
         self._emitted += 1
@@ -288,4 +308,5 @@ class OnboardPipeline:
         if self._fuse_thread.is_alive():
             log.warning("%d frames still open at shutdown (on-car model still running)", self.fuser.open_frames())
         self.encoder.close()
-        self.sink.close()
+        with self._sink_lock:
+            self.sink.close()
