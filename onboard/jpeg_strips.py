@@ -107,6 +107,6 @@ def join_strips(strips: list[bytes], height: int) -> bytes:
     for k, (s, (_, scan, _)) in enumerate(zip(strips, parsed)):
         if k:
             out.append(bytes((0xFF, 0xD0 + (k - 1) % 8)))
-        out.append(s[scan:-2])
+        out.append(memoryview(s)[scan:-2])  # no copy until the join
     out.append(_EOI)
     return b"".join(out)
