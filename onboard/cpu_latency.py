@@ -4,8 +4,7 @@ Why: at 10 Hz the car's cores idle for most of each 100 ms frame period, and wak
 idle states (in a VM, a halted vCPU) makes the next frame's burst of encoding slower. On the
 2-core dev VM, five full-size JPEG encodes on two threads took 22 ms at the median after 100 ms
 idle, 15 ms back to back, and 17 ms after 100 ms idle with a 0 us limit held; in the whole
-pipeline (tests/benchmarks/onboard.py prints both rows) the gain was smaller, under 1 ms, as the
-uploads keep the cores partly busy. Real-time car computers run with such a limit (tuned's
+pipeline (tests/benchmarks/onboard.py prints both rows) three runs gave 0.7 to 6 ms at the median. Real-time car computers run with such a limit (tuned's
 latency-performance profile writes the same file). It costs power: off by default.
 
 The kernel keeps the request while the file stays open and drops it when it is closed (or the

@@ -78,8 +78,8 @@ def join_strips(strips: list[bytes], height: int) -> bytes:
         segs, scan = _segments(s)
         if not s.endswith(_EOI):
             raise StripJoinError(f"strip {k} does not end with EOI")
-        sofs = [g for g in segs if g[0] in (_SOF0,)]
-        if len(sofs) != 1 or any(g[0] == _SOF2 or g[0] == _DRI for g in segs):
+        sofs = [g for g in segs if g[0] == _SOF0]
+        if len(sofs) != 1 or any(g[0] in (_SOF2, _DRI) for g in segs):
             raise StripJoinError(f"strip {k}: only baseline JPEGs without restart intervals can be joined")
         parsed.append((segs, scan, sofs[0]))
     segs0, scan0, sof0 = parsed[0]

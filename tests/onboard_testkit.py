@@ -6,6 +6,7 @@ import json
 import select
 import socket
 import threading
+import time
 from pathlib import Path
 
 from carlink.onboard.config import OnboardConfig, parse_config
@@ -38,6 +39,33 @@ def make_config(profile: Path, address: str, **sections) -> OnboardConfig:
     for k, v in sections.items():
         data[k] = {**data.get(k, {}), **v}
     return parse_config(data)
+
+
+def wait_for(pred, timeout: float = 30.0) -> bool:
+    """Poll ``pred`` until it is true (True) or ``timeout`` seconds pass (False)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+class DaemonThread:
+    """A real OnboardDaemon running on a thread of the test process; ``stop()`` returns run()'s result."""
+
+    def __init__(self, config: Path) -> None:
+        from carlink.onboard.daemon import OnboardDaemon
+
+        self.daemon = OnboardDaemon(config)
+        self._result: list = []
+        self._thread = threading.Thread(target=lambda: self._result.append(self.daemon.run()), daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        self.daemon.request_stop()
+        self._thread.join(timeout=timeout)
+        return self._result[0] if self._result else None
 
 
 def start_server(port: int = 0):

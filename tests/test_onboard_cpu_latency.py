@@ -3,29 +3,18 @@
 from __future__ import annotations
 
 import os
-import threading
-import time
 
 import pytest
 
 from carlink.onboard.config import ConfigError, parse_config
 from carlink.onboard.cpu_latency import PM_QOS_DEVICE, CpuLatencyError, CpuLatencyRequest, current_limit_us
 
-from onboard_testkit import start_server, write_profile
+from onboard_testkit import DaemonThread, start_server, wait_for, write_profile
 
 needs_pm_qos = pytest.mark.skipif(
     not (os.path.exists(PM_QOS_DEVICE) and os.access(PM_QOS_DEVICE, os.R_OK | os.W_OK)),
     reason=f"{PM_QOS_DEVICE} is absent or not writable here (needs root or the udev rule)",
 )
-
-
-def _wait_for(pred, timeout: float = 30.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 @needs_pm_qos
@@ -54,8 +43,6 @@ def test_config_refuses_a_negative_latency(tmp_path):
 
 @needs_pm_qos
 def test_daemon_holds_the_configured_limit_follows_reloads_and_drops_it_at_stop(tmp_path):
-    from carlink.onboard.daemon import OnboardDaemon
-
     baseline = current_limit_us()
     if baseline <= 900:
         pytest.skip(f"another process holds a lower limit ({baseline} us): the daemon's would not show")
@@ -71,19 +58,15 @@ def test_daemon_holds_the_configured_limit_follows_reloads_and_drops_it_at_stop(
         )
 
     write(900)
-    daemon = OnboardDaemon(config)
-    result: list = []
-    runner = threading.Thread(target=lambda: result.append(daemon.run()), daemon=True)
-    runner.start()
+    running = DaemonThread(config)
     try:
-        assert _wait_for(lambda: current_limit_us() == 900), f"limit is {current_limit_us()}, not 900"
+        assert wait_for(lambda: current_limit_us() == 900), f"limit is {current_limit_us()}, not 900"
         write(850)
-        daemon.request_reload()
-        assert _wait_for(lambda: daemon.reloads == 1)
+        running.daemon.request_reload()
+        assert wait_for(lambda: running.daemon.reloads == 1)
         assert current_limit_us() == 850
     finally:
-        daemon.request_stop()
-        runner.join(timeout=10)
+        rc = running.stop()
         srv.stop(0)
-    assert result == [0]
+    assert rc == 0
     assert current_limit_us() == baseline

@@ -11,7 +11,7 @@ import sys
 import time
 
 
-from onboard_testkit import start_server, write_profile
+from onboard_testkit import DaemonThread, start_server, wait_for, write_profile
 
 
 def _run_command(config) -> list[str]:
@@ -128,66 +128,43 @@ def test_check_config_command(tmp_path, capsys):
 
 
 def test_sighup_moves_to_a_new_cloud_address_and_sink_without_losing_frames(tmp_path):
-    import threading
-
-    from carlink.onboard.daemon import OnboardDaemon
-
     old_srv, new_srv = start_server(), start_server()
     profile = write_profile(tmp_path / "p.json", cameras=("FRONT",))
     config = tmp_path / "c.toml"
     sink_a, sink_b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
     _write_config(config, profile, old_srv.port, sink_a)
-    daemon = OnboardDaemon(config)
-    result: list = []
-    runner = threading.Thread(target=lambda: result.append(daemon.run()), daemon=True)
-    runner.start()
+    running = DaemonThread(config)
 
     def records(path):
         return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-
-    def wait_for(pred, timeout=30.0):
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if pred():
-                return True
-            time.sleep(0.05)
-        return False
 
     try:
         assert wait_for(lambda: any(r["tasks"]["det_front"]["source"] == "cloud" for r in records(sink_a)))
         old_srv.stop(0)  # from now on only the new address can answer
         _write_config(config, profile, new_srv.port, sink_b)
-        daemon.request_reload()
-        assert wait_for(lambda: daemon.reloads == 1)
+        running.daemon.request_reload()
+        assert wait_for(lambda: running.daemon.reloads == 1)
         assert wait_for(lambda: any(r["tasks"]["det_front"]["source"] == "cloud" for r in records(sink_b))), \
             "no cloud result from the new address after the reload"
     finally:
-        daemon.request_stop()
-        runner.join(timeout=10)
+        rc = running.stop()
         new_srv.stop(0)
-    assert result == [0]
+    assert rc == 0
     ids = [r["frame_id"] for r in records(sink_a)] + [r["frame_id"] for r in records(sink_b)]
     assert ids == list(range(len(ids))), "every frame is in exactly one sink, in order"
     assert records(sink_a) and records(sink_b)
 
 
 def test_sighup_with_an_unopenable_sink_keeps_the_running_config(tmp_path):
-    import threading
-
-    from carlink.onboard.daemon import OnboardDaemon
-
     srv = start_server()
     profile = write_profile(tmp_path / "p.json", cameras=("FRONT",))
     config = tmp_path / "c.toml"
     sink = tmp_path / "a.jsonl"
     _write_config(config, profile, srv.port, sink)
-    daemon = OnboardDaemon(config)
-    runner = threading.Thread(target=daemon.run, daemon=True)
-    runner.start()
+    running = DaemonThread(config)
+    daemon = running.daemon
     try:
-        deadline = time.monotonic() + 30
-        while not (sink.exists() and sink.read_text().count("\n") >= 3) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        assert wait_for(lambda: sink.exists() and sink.read_text().count("\n") >= 3)
         _write_config(config, profile, srv.port, tmp_path / "no_such_dir" / "b.jsonl", weight=3.0)
         daemon.request_reload()
         time.sleep(1.0)
@@ -197,6 +174,5 @@ def test_sighup_with_an_unopenable_sink_keeps_the_running_config(tmp_path):
         assert sink.read_text().count("\n") > n, "frames keep going to the running sink"
         assert daemon.pipeline.cfg.tasks[0].weight == 1.0, "the failed reload changed nothing"
     finally:
-        daemon.request_stop()
-        runner.join(timeout=10)
+        running.stop()
         srv.stop(0)
