@@ -3,8 +3,9 @@
 * Start-up loads and validates everything before READY=1: config, profile, on-car models, sink,
   metrics endpoint and frame source. Any problem raises StartupError with a message naming the
   file and key, and the daemon exits non-zero before touching the road.
-* SIGHUP: config, profile and models are re-loaded on a helper thread while frames keep flowing,
-  then swapped in between two frames. A bad new config is logged and the old one kept.
+* SIGHUP: config, profile, models and a changed frame source are prepared on a helper thread while
+  frames keep flowing, then swapped in between two frames; every section takes effect (see
+  :meth:`OnboardDaemon._apply_reload`). A bad new config is logged and the old one kept whole.
 * SIGTERM / SIGINT: the loop stops at once (waits are interruptible), uploads are cancelled, the
   frames still open are resolved with their on-car results, and the process exits 0 within 2 s.
 * WATCHDOG=1 goes out from the frame loop itself, so a wedged loop is restarted by systemd.
@@ -12,21 +13,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import signal
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from carlink.clock import Clock, WallClock
-from carlink.onboard.config import ConfigError, OnboardConfig, load_config
+from carlink.onboard.config import ConfigError, MetricsConfig, OnboardConfig, load_config
 from carlink.onboard.cpu_latency import CpuLatencyError, CpuLatencyRequest
 from carlink.onboard.metrics import OnboardMetrics
 from carlink.onboard.pipeline import OnboardPipeline, load_onboard_models
 from carlink.onboard.planning import OnboardTask, ProfileError, load_onboard_tasks
 from carlink.onboard.sink import JsonLinesSink
-from carlink.onboard.sources import SourceError, open_source
+from carlink.onboard.sources import CapturedFrame, FrameSourceBase, SourceError, open_source
 from carlink.onboard.systemd import SystemdNotifier, watchdog_interval_s
 from carlink.zoo.base import Detector
 
@@ -44,6 +47,8 @@ class _Loaded:
     cfg: OnboardConfig
     tasks: tuple[OnboardTask, ...]
     models: dict[str, Detector]
+    # A reload's new frame source, checked but not started; None when [source] did not change.
+    source: FrameSourceBase | None = None
 
 
 def _device(cfg: OnboardConfig) -> str:
@@ -52,8 +57,13 @@ def _device(cfg: OnboardConfig) -> str:
     return resolve_device(cfg.daemon.device)
 
 
-def load_everything(config_path: Path, reuse: dict[str, Detector] | None = None) -> _Loaded:
-    """Config, profile and on-car models; StartupError names what is wrong."""
+def load_everything(config_path: Path, reuse: dict[str, Detector] | None = None,
+                    reuse_device: str | None = None) -> _Loaded:
+    """Config, profile and on-car models; StartupError names what is wrong.
+
+    ``reuse``: models already loaded for ``[daemon] device = reuse_device``, kept instead of
+    loaded again when the config still asks for that device.
+    """
     try:
         cfg = load_config(config_path)
         tasks = load_onboard_tasks(cfg.profile_path, cfg.tasks)
@@ -61,7 +71,7 @@ def load_everything(config_path: Path, reuse: dict[str, Detector] | None = None)
         raise StartupError(str(exc)) from None
     try:
         _device(cfg)  # "cuda" on a machine without a GPU fails here, by name
-        reuse = reuse or {}
+        reuse = reuse if reuse and cfg.daemon.device == reuse_device else {}
         need = [t for t in tasks if t.onboard_model not in reuse]
         models = {k: v for k, v in reuse.items() if k in {t.onboard_model for t in tasks}}
         # The zoo resolves "auto" per model: torch models go to the GPU, HOG stays on the CPU.
@@ -69,6 +79,10 @@ def load_everything(config_path: Path, reuse: dict[str, Detector] | None = None)
     except (KeyError, ValueError, RuntimeError, FileNotFoundError) as exc:
         raise StartupError(f"{config_path}: on-car models: {exc}") from None
     return _Loaded(cfg, tasks, models)
+
+
+def _cameras(tasks: tuple[OnboardTask, ...]) -> set[str]:
+    return {t.camera for t in tasks}
 
 
 class OnboardDaemon:
@@ -81,9 +95,13 @@ class OnboardDaemon:
         self._pending: _Loaded | Exception | None = None
         self._reload_lock = threading.Lock()
         self.pipeline: OnboardPipeline | None = None
+        self.metrics = OnboardMetrics()
         self.metrics_port: int | None = None
+        self.source: FrameSourceBase | None = None
+        self._frames: Iterator[CapturedFrame] | None = None
         self.frames = 0
         self.reloads = 0
+        self.failed_reloads = 0
         self._cpu_latency: CpuLatencyRequest | None = None
 
     # -- signals -------------------------------------------------------------------------------
@@ -103,40 +121,60 @@ class OnboardDaemon:
             threading.Thread(target=self._prepare_reload, name="reload", daemon=True).start()
 
     def _prepare_reload(self) -> None:
+        """Load and check everything the new config names, off the frame loop."""
         self.notifier.reloading()
+        running = self.pipeline.cfg if self.pipeline else None
         try:
+            # Models are kept across a reload unless they must move to another device.
             loaded: _Loaded | Exception = load_everything(
-                self.config_path, reuse=self.pipeline.models if self.pipeline else None
+                self.config_path, reuse=self.pipeline.models if self.pipeline else None,
+                reuse_device=running.daemon.device if running else None,
             )
+            if running is not None and loaded.cfg.source != running.source:
+                loaded.source = self._open_source(loaded.cfg, loaded.tasks)
         except Exception as exc:  # kept to report; the running config stays
             loaded = exc
         with self._reload_lock:
             self._pending = loaded
 
     def _apply_reload(self) -> None:
+        """Swap in a prepared reload between two frames; on any failure nothing changes.
+
+        Every section applies: [daemon] (profile, device: models re-loaded there, watchdog,
+        status interval, CPU wake-up limit), [tasks], [policy], [allocator], [estimator],
+        [encoder] (a new encoder pool), [cloud] (a new channel), [sink] (the new file opened
+        first), [metrics] (the endpoint moved) and [source] (the new source continues the frame
+        numbering; a source that stays only learns which cameras the new tasks watch).
+        """
         with self._reload_lock:
             pending, self._pending = self._pending, None
         if pending is None:
             return
         self._reload_requested.clear()
         if isinstance(pending, Exception):
-            log.error("reload failed, keeping the running config: %s", pending)
-            self.notifier.notify(READY=1, STATUS=f"reload failed: {pending}".replace("\n", " ")[:200])
+            self._reload_failed(pending)
             return
-        if pending.cfg.source != self.pipeline.cfg.source:
-            log.warning("source changes take effect at the next restart")
+        old = self.pipeline.cfg
+        sink = None
         try:
-            sink = self._open_sink(pending.cfg) if pending.cfg.sink != self.pipeline.cfg.sink else None
+            sink = self._open_sink(pending.cfg) if pending.cfg.sink != old.sink else None
+            self._move_metrics(old.metrics, pending.cfg.metrics)
             try:
                 self.pipeline.reload(pending.cfg, pending.tasks, pending.models, sink)
             except ValueError:
-                if sink is not None:
-                    sink.close()
+                self._move_metrics(pending.cfg.metrics, old.metrics)
                 raise
         except (StartupError, ValueError) as exc:
-            log.error("reload failed, keeping the running config: %s", exc)
-            self.notifier.notify(READY=1, STATUS=f"reload failed: {exc}".replace("\n", " ")[:200])
+            if sink is not None:
+                sink.close()
+            if pending.source is not None:
+                pending.source.close()
+            self._reload_failed(exc)
             return
+        if pending.source is not None:
+            self._switch_source(pending.source)
+        else:
+            self.source.cameras = _cameras(pending.tasks)
         try:
             self._hold_cpu_latency(pending.cfg)
         except CpuLatencyError as exc:
@@ -145,61 +183,109 @@ class OnboardDaemon:
         log.info("reloaded config=%s tasks=%s", self.config_path, [t.name for t in pending.tasks])
         self.notifier.notify(READY=1, STATUS=f"reloaded; {self.frames} frames")
 
+    def _reload_failed(self, exc: Exception) -> None:
+        self.failed_reloads += 1
+        log.error("reload failed, keeping the running config: %s", exc)
+        self.notifier.notify(READY=1, STATUS=f"reload failed: {exc}".replace("\n", " ")[:200])
+
     # -- run -----------------------------------------------------------------------------------
 
     def run(self) -> int:
         """Start, loop until the source ends or a stop is requested, shut down. Returns 0."""
         loaded = load_everything(self.config_path)
         cfg = loaded.cfg
-        metrics = OnboardMetrics()
-        if cfg.metrics.port:
-            try:
-                self.metrics_port = metrics.serve(cfg.metrics.port, cfg.metrics.address)
-            except OSError as exc:
-                raise StartupError(
-                    f"{self.config_path}: metrics.port: cannot listen on {cfg.metrics.address}:{cfg.metrics.port}: "
-                    f"{exc.strerror or exc}"
-                ) from None
-        sink = self._open_sink(cfg)
+        sink = None
         try:
-            self._hold_cpu_latency(cfg)
-        except CpuLatencyError as exc:
-            sink.close()
-            metrics.close()
-            raise StartupError(f"{self.config_path}: daemon.cpu_wakeup_latency_us: {exc.strerror}") from None
-        src_cfg = cfg.source
-        if src_cfg.path:
-            src_cfg = src_cfg.model_copy(update={"path": str(cfg.resolve(src_cfg.path))})
-        source = open_source(src_cfg, self.clock, {t.camera for t in loaded.tasks}, self.stop_event)
-        self.pipeline = OnboardPipeline(cfg, loaded.tasks, self.clock, sink, loaded.models, metrics)
-        wd = watchdog_interval_s() if cfg.daemon.watchdog else None
+            self.source = self._open_source(cfg, loaded.tasks)
+            self._move_metrics(MetricsConfig(), cfg.metrics)
+            sink = self._open_sink(cfg)
+            try:
+                self._hold_cpu_latency(cfg)
+            except CpuLatencyError as exc:
+                raise StartupError(f"{self.config_path}: daemon.cpu_wakeup_latency_us: {exc.strerror}") from None
+        except StartupError:
+            if sink is not None:
+                sink.close()
+            self.metrics.close()
+            raise
+        self._frames = iter(self.source)
+        self.pipeline = OnboardPipeline(cfg, loaded.tasks, self.clock, sink, loaded.models, self.metrics)
         last_wd = time.monotonic()
         self.notifier.ready(f"running {len(loaded.tasks)} tasks; cloud {cfg.cloud.address}")
         log.info("started tasks=%s cloud=%s source=%s", [t.name for t in loaded.tasks], cfg.cloud.address, cfg.source.kind)
         try:
-            for frame in source:
-                if self.stop_event.is_set():
-                    break
+            while not self.stop_event.is_set():
                 if self._pending is not None:
                     self._apply_reload()
-                rep = self.pipeline.step(frame)
+                frame = next(self._frames, None)
+                if frame is None or self.stop_event.is_set():
+                    break
+                # Numbered by the daemon, so a source switched at SIGHUP continues the ids.
+                rep = self.pipeline.step(dataclasses.replace(frame, frame_id=self.frames))
                 self.frames += 1
+                daemon_cfg = self.pipeline.cfg.daemon
+                wd = watchdog_interval_s() if daemon_cfg.watchdog else None
                 if wd is not None and time.monotonic() - last_wd >= wd:
                     self.notifier.watchdog()
                     last_wd = time.monotonic()
-                if self.frames % self.pipeline.cfg.daemon.status_every_frames == 0:
+                if self.frames % daemon_cfg.status_every_frames == 0:
                     self.notifier.status(self._status_line(rep))
         except SourceError as exc:
             log.error("source failed: %s", exc)
             raise StartupError(str(exc)) from None
         finally:
             self.notifier.stopping()
-            source.close()
+            self._close_source()
             self.pipeline.close(STOP_BUDGET_S)
-            metrics.close()
+            self.metrics.close()
             self._release_cpu_latency()
             log.info("stopped frames=%d emitted=%d", self.frames, self.pipeline.emitted)
         return 0
+
+    # -- parts that a reload can replace ---------------------------------------------------------
+
+    def _open_source(self, cfg: OnboardConfig, tasks: tuple[OnboardTask, ...]) -> FrameSourceBase:
+        """The config's frame source, checked (StartupError names the path) but not started."""
+        src_cfg = cfg.source
+        if src_cfg.path:
+            src_cfg = src_cfg.model_copy(update={"path": str(cfg.resolve(src_cfg.path))})
+        source = open_source(src_cfg, self.clock, _cameras(tasks), self.stop_event)
+        try:
+            source.check()
+        except SourceError as exc:
+            raise StartupError(f"{self.config_path}: source: {exc}") from None
+        return source
+
+    def _switch_source(self, new: FrameSourceBase) -> None:
+        """Close the running source (its device or file is released first) and read from ``new``."""
+        self._close_source()
+        self.source, self._frames = new, iter(new)
+        log.info("source now %s (frames continue from %d)", new.cfg.kind, self.frames)
+
+    def _close_source(self) -> None:
+        if self._frames is not None and hasattr(self._frames, "close"):
+            self._frames.close()  # a generator paused mid-file: its files close now
+        if self.source is not None:
+            self.source.close()
+
+    def _move_metrics(self, old: MetricsConfig, new: MetricsConfig) -> None:
+        """Serve /metrics where ``new`` says; on failure the endpoint stays where ``old`` put it."""
+        if new == old and (self.metrics_port is not None or not new.port):
+            return
+        self.metrics.close()
+        self.metrics_port = None
+        try:
+            if new.port:
+                self.metrics_port = self.metrics.serve(new.port, new.address)
+        except OSError as exc:
+            if old.port:
+                try:
+                    self.metrics_port = self.metrics.serve(old.port, old.address)
+                except OSError:
+                    log.exception("metrics endpoint %s:%d could not be restored", old.address, old.port)
+            raise StartupError(
+                f"{self.config_path}: metrics.port: cannot listen on {new.address}:{new.port}: {exc.strerror or exc}"
+            ) from None
 
     def _open_sink(self, cfg: OnboardConfig) -> JsonLinesSink:
         try:

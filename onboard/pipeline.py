@@ -79,6 +79,10 @@ def load_onboard_models(tasks: tuple[OnboardTask, ...], device: str) -> dict[str
     return models
 
 
+def _make_encoder(cfg: OnboardConfig) -> ParallelEncoder:
+    return ParallelEncoder(cfg.encoder.threads, STRIP_MIN_PIXELS if cfg.encoder.strips else None)
+
+
 def encode_spec(task_opt) -> EncodeSpec:
     """The encoder's instructions for a cloud option."""
     quality = task_opt.jpeg_quality if task_opt.codec == "jpeg" and task_opt.jpeg_quality else 90
@@ -103,7 +107,7 @@ class OnboardPipeline:
         self._swap_lock = threading.Lock()
         self._apply(cfg, tasks, models)
         self.estimator = UplinkEstimator(cfg.estimator, clock)
-        self.encoder = ParallelEncoder(cfg.encoder.threads, STRIP_MIN_PIXELS if cfg.encoder.strips else None)
+        self.encoder = _make_encoder(cfg)
         self.fuser = Fuser()
         self._sink_lock = threading.Lock()
         self.uplink = self._make_uplink(cfg)
@@ -119,11 +123,17 @@ class OnboardPipeline:
 
     # -- configuration -------------------------------------------------------------------------
 
-    def _apply(self, cfg: OnboardConfig, tasks: tuple[OnboardTask, ...], models: dict[str, Detector]) -> None:
+    @staticmethod
+    def _planner(cfg: OnboardConfig, tasks: tuple[OnboardTask, ...], models: dict[str, Detector]) -> Planner:
+        """The planner of a config; ValueError when a task's on-car model is not loaded."""
         missing = {t.onboard_model for t in tasks} - set(models)
         if missing:
             raise ValueError(f"no loaded on-car model for {sorted(missing)}")
-        planner = Planner([t.policy_task for t in tasks], cfg.allocator_config(), cfg.policy.settings())
+        return Planner([t.policy_task for t in tasks], cfg.allocator_config(), cfg.policy.settings())
+
+    def _apply(self, cfg: OnboardConfig, tasks: tuple[OnboardTask, ...], models: dict[str, Detector],
+               planner: Planner | None = None) -> None:
+        planner = planner or self._planner(cfg, tasks, models)
         with self._swap_lock:
             self.cfg, self.tasks, self.models, self.planner = cfg, tasks, models, planner
 
@@ -143,18 +153,23 @@ class OnboardPipeline:
         A changed ``[cloud]`` section gets a new channel from the next frame on; uploads still in
         flight on the old one are cancelled, and their frames use the on-car results. ``sink``,
         when given (the caller opened it), takes over from the next frame emitted and the old one
-        is closed. Encoder threads are fixed for the daemon's life (logged when changed).
+        is closed. A changed ``[encoder]`` gets a new pool from the next frame on (the old one is
+        idle between frames: step() encodes on the caller's thread, the same as reload()'s).
         """
-        if cfg.encoder != self.cfg.encoder:
-            log.warning("encoder changes take effect at the next restart")
+        planner = self._planner(cfg, tasks, models)  # first: what can fail leaves everything as it was
         old_uplink = None
         if cfg.cloud != self.cfg.cloud:
-            new = self._make_uplink(cfg)  # first: a bad token file leaves everything as it was
+            new = self._make_uplink(cfg)  # a bad token file raises here, before any swap
             new.counters = self.uplink.counters  # one count of uploads across channels
             old_uplink, self.uplink = self.uplink, new
             log.info("cloud now %s", cfg.cloud.address)
-        self._apply(cfg, tasks, models)
+        encoder_changed = cfg.encoder != self.cfg.encoder
+        self._apply(cfg, tasks, models, planner)
         self.estimator.reconfigure(cfg.estimator)
+        if encoder_changed:
+            old_encoder, self.encoder = self.encoder, _make_encoder(cfg)
+            old_encoder.close()
+            log.info("encoder now %d threads, strips %s", cfg.encoder.threads, cfg.encoder.strips)
         if sink is not None:
             with self._sink_lock:
                 old_sink, self.sink = self.sink, sink
@@ -192,6 +207,7 @@ class OnboardPipeline:
             if not choice.on_car:
                 jobs[t.name] = (image, encode_spec(t.task.option(choice.option)))
         info = {
+            "origin": frame.origin,  # the record, image file or device the frame came from
             "estimate": {
                 "bandwidth_bps": round(est.bandwidth_bps, 1), "rtt_ms": round(est.rtt_s * 1000.0, 3),
                 "samples": est.samples, "stale": est.stale,

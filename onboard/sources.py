@@ -92,6 +92,10 @@ class FrameSourceBase:
     def _raw(self) -> Iterable[tuple[float | None, dict[str, np.ndarray], str]]:
         raise NotImplementedError
 
+    def check(self) -> None:
+        """Raise SourceError now if the source cannot deliver (missing path, no files), so the daemon
+        refuses a bad config before READY=1 or at SIGHUP instead of failing at the first frame."""
+
     def __iter__(self) -> Iterator[CapturedFrame]:
         pacer = _Pacer(self.clock, self.stop, self.cfg.realtime)
         n = 0
@@ -110,13 +114,20 @@ class FrameSourceBase:
 class RecordedSceneSource(FrameSourceBase):
     """Waymo v1 Frame or TF-Example TFRecords, through carlink.datasets."""
 
-    def _raw(self) -> Iterator[tuple[float | None, dict[str, np.ndarray], str]]:
+    def _files(self) -> list[Path]:
         path = Path(self.cfg.path or "")
         if not path.exists():
             raise SourceError(f"source path {path} does not exist")
         files = sorted(path.glob("*.tfrecord")) if path.is_dir() else [path]
         if not files:
             raise SourceError(f"no *.tfrecord files in {path}")
+        return files
+
+    def check(self) -> None:
+        self._files()
+
+    def _raw(self) -> Iterator[tuple[float | None, dict[str, np.ndarray], str]]:
+        files = self._files()
         if self.cfg.kind == "waymo":
             from carlink.datasets.waymo import read_waymo_frames as read
         else:
@@ -137,14 +148,20 @@ class RecordedSceneSource(FrameSourceBase):
 class FolderSource(FrameSourceBase):
     """The images of a folder in name order, one frame each, at ``rate_hz``."""
 
-    def _raw(self) -> Iterator[tuple[float | None, dict[str, np.ndarray], str]]:
+    def _files(self) -> list[Path]:
         folder = Path(self.cfg.path or "")
         if not folder.is_dir():
             raise SourceError(f"source path {folder} is not a folder")
         files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
             raise SourceError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
-        for p in files:
+        return files
+
+    def check(self) -> None:
+        self._files()
+
+    def _raw(self) -> Iterator[tuple[float | None, dict[str, np.ndarray], str]]:
+        for p in self._files():
             img = cv2.imread(str(p), cv2.IMREAD_COLOR)
             if img is None:
                 log.warning("%s: cannot decode image; skipped", p)
@@ -153,7 +170,11 @@ class FolderSource(FrameSourceBase):
 
 
 class CameraSource(FrameSourceBase):
-    """A live camera through cv2.VideoCapture (index or URL); frames come at the device's pace."""
+    """A live camera through cv2.VideoCapture (index or URL); frames come at the device's pace.
+
+    ``check`` does not open the device: the running source may hold it, and many drivers refuse
+    a second opener. A camera that cannot be opened fails at the first frame.
+    """
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)

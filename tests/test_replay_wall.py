@@ -43,9 +43,10 @@ def test_wall_clock_run_completes_over_the_proxy(tmp_path, downtown, tmobile):
 
 
 def test_wall_clock_deadline_misses_are_reported(tmp_path, downtown, tmobile):
-    """A 5 ms deadline no model can meet: every result is late, and the summary says so."""
+    """A 0.5 ms deadline no model can meet (the fast HOG alone takes about 3 ms on a 640x640 frame
+    on a fast core; 5 ms was met now and then): every result is late, and the summary says so."""
     frames = load_scenes([downtown], max_frames=3)
-    profile = load_replay_profile(hog_front_profile(tmp_path, deadline_ms=5.0))
+    profile = load_replay_profile(hog_front_profile(tmp_path, deadline_ms=0.5))
     res = run_wall(frames, profile, tmobile, ReplayConfig(rtt_ms=40.0), onboard=_ONBOARD)
     run = res.runs["carlink"]
     assert len(run.tasks) == 3

@@ -1,0 +1,148 @@
+"""SIGHUP applies every config section: a real daemon on a thread, a real cloud server on loopback,
+the real Waymo frame as the new source."""
+
+from __future__ import annotations
+
+import json
+import socket
+import urllib.request
+
+import pytest
+
+from onboard_testkit import DaemonThread, start_server, wait_for, write_profile
+
+
+def _config(path, profile, port, sink, *, source: str, tasks=("det_front",), threads=2, metrics_port=0,
+            device="cpu"):
+    body = (
+        f'[daemon]\nprofile = "{profile}"\ndevice = "{device}"\n'
+        f'[source]\n{source}\n'
+        f'[cloud]\naddress = "127.0.0.1:{port}"\nping_interval_s = 0.2\n'
+        f'[encoder]\nthreads = {threads}\n'
+        f'[sink]\npath = "{sink}"\n'
+        f'[metrics]\nport = {metrics_port}\n'
+    )
+    body += "".join(f'[[tasks]]\nname = "{t}"\n' for t in tasks)
+    path.write_text(body)
+    return path
+
+
+SYNTHETIC = 'kind = "synthetic"\nrate_hz = 10'
+
+
+def _records(path):
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_sighup_switches_source_tasks_encoder_metrics_and_device(tmp_path, waymo_frame_file):
+    srv = start_server()
+    profile = write_profile(tmp_path / "p.json", cameras=("FRONT", "SIDE_LEFT"))
+    sink = tmp_path / "out.jsonl"
+    config = _config(tmp_path / "c.toml", profile, srv.port, sink, source=SYNTHETIC)
+    running = DaemonThread(config)
+    daemon = running.daemon
+    try:
+        assert wait_for(lambda: len(_records(sink)) >= 3)
+        assert daemon.metrics_port is None, "metrics disabled at start"
+        old_model = daemon.pipeline.models["noop"]
+        metrics_port = _free_port()
+        real = f'kind = "waymo"\npath = "{waymo_frame_file}"\nloop = true\nrate_hz = 10'
+        _config(config, profile, srv.port, sink, source=real, tasks=("det_front", "det_side_left"), threads=1,
+                metrics_port=metrics_port, device="auto")
+        daemon.request_reload()
+        assert wait_for(lambda: daemon.reloads == 1)
+        assert wait_for(lambda: sum("tfrecord" in r["origin"] for r in _records(sink)) >= 3)
+        assert daemon.pipeline.encoder.threads == 1
+        assert daemon.pipeline.models["noop"] is not old_model, "models re-loaded for the new device"
+        text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
+        assert "carlink_onboard_frames_total" in text
+    finally:
+        rc = running.stop()
+        srv.stop(0)
+    assert rc == 0
+    records = _records(sink)
+    assert [r["frame_id"] for r in records] == list(range(len(records))), "ids continue across the switch"
+    origins = [r["origin"] for r in records]
+    first_real = next(i for i, o in enumerate(origins) if "tfrecord" in o)
+    assert first_real >= 3 and all(o.startswith("synthetic:") for o in origins[:first_real])
+    assert all(o == f"{waymo_frame_file}#0" for o in origins[first_real:]), "never back to the old source"
+    real = records[first_real:]
+    assert all(set(r["tasks"]) == {"det_front", "det_side_left"} for r in real)
+    assert any(r["tasks"]["det_side_left"]["source"] == "cloud" for r in real), "the new camera is uploaded"
+    assert all(r["tasks"]["det_front"]["deadline_met"] for r in records)
+
+
+def test_sighup_adding_a_camera_keeps_the_source_and_feeds_the_new_task(tmp_path):
+    srv = start_server()
+    profile = write_profile(tmp_path / "p.json", cameras=("FRONT", "SIDE_LEFT"))
+    sink = tmp_path / "out.jsonl"
+    config = _config(tmp_path / "c.toml", profile, srv.port, sink, source=SYNTHETIC)
+    running = DaemonThread(config)
+    daemon = running.daemon
+    try:
+        assert wait_for(lambda: len(_records(sink)) >= 3)
+        source = daemon.source
+        _config(config, profile, srv.port, sink, source=SYNTHETIC, tasks=("det_front", "det_side_left"))
+        daemon.request_reload()
+        assert wait_for(lambda: daemon.reloads == 1)
+        assert wait_for(lambda: sum("det_side_left" in r["tasks"] for r in _records(sink)) >= 3)
+        assert daemon.source is source, "an unchanged [source] keeps running"
+    finally:
+        rc = running.stop()
+        srv.stop(0)
+    assert rc == 0
+    records = _records(sink)
+    assert [r["frame_id"] for r in records] == list(range(len(records)))
+    origins = [int(r["origin"].split(":")[1]) for r in records]
+    assert origins == list(range(len(origins))), "the synthetic source was not restarted"
+
+
+def test_sighup_to_a_missing_source_path_keeps_everything(tmp_path):
+    srv = start_server()
+    profile = write_profile(tmp_path / "p.json", cameras=("FRONT",))
+    sink = tmp_path / "out.jsonl"
+    config = _config(tmp_path / "c.toml", profile, srv.port, sink, source=SYNTHETIC)
+    running = DaemonThread(config)
+    daemon = running.daemon
+    try:
+        assert wait_for(lambda: len(_records(sink)) >= 3)
+        missing = tmp_path / "no_such.tfrecord"
+        _config(config, profile, srv.port, sink, source=f'kind = "waymo"\npath = "{missing}"', threads=1)
+        daemon.request_reload()
+        assert wait_for(lambda: daemon.failed_reloads == 1)
+        n = len(_records(sink))
+        assert wait_for(lambda: len(_records(sink)) >= n + 3), "frames keep flowing from the running source"
+        assert daemon.reloads == 0
+        assert daemon.pipeline.encoder.threads == 2, "the failed reload changed nothing"
+    finally:
+        rc = running.stop()
+        srv.stop(0)
+    assert rc == 0
+    assert all(r["origin"].startswith("synthetic:") for r in _records(sink))
+
+
+def test_missing_source_path_stops_start_up_before_ready(tmp_path):
+    from carlink.onboard.daemon import OnboardDaemon, StartupError
+    from carlink.onboard.systemd import SystemdNotifier
+
+    profile = write_profile(tmp_path / "p.json", cameras=("FRONT",))
+    config = _config(tmp_path / "c.toml", profile, 1, tmp_path / "out.jsonl",
+                     source=f'kind = "folder"\npath = "{tmp_path / "frames"}"', metrics_port=_free_port())
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify.sock"))
+    notify.setblocking(False)
+    daemon = OnboardDaemon(config, notifier=SystemdNotifier(str(tmp_path / "notify.sock")))
+    try:
+        with pytest.raises(StartupError, match=r"source: source path .*frames is not a folder"):
+            daemon.run()
+        with pytest.raises(BlockingIOError):
+            notify.recv(4096)  # nothing was announced: no READY=1
+    finally:
+        notify.close()
+    assert daemon.metrics_port is None, "nothing left listening"
