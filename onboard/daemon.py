@@ -203,13 +203,17 @@ class OnboardDaemon:
                 self._hold_cpu_latency(cfg)
             except CpuLatencyError as exc:
                 raise StartupError(f"{self.config_path}: daemon.cpu_wakeup_latency_us: {exc.strerror}") from None
+            try:
+                self.pipeline = OnboardPipeline(cfg, loaded.tasks, self.clock, sink, loaded.models, self.metrics)
+            except ValueError as exc:  # e.g. an unreadable cloud.token_file; the message names the key
+                raise StartupError(f"{self.config_path}: {exc}") from None
         except StartupError:
             if sink is not None:
                 sink.close()
-            self.metrics.close()
+            self._stop_metrics()
+            self._release_cpu_latency()
             raise
         self._frames = iter(self.source)
-        self.pipeline = OnboardPipeline(cfg, loaded.tasks, self.clock, sink, loaded.models, self.metrics)
         last_wd = time.monotonic()
         self.notifier.ready(f"running {len(loaded.tasks)} tasks; cloud {cfg.cloud.address}")
         log.info("started tasks=%s cloud=%s source=%s", [t.name for t in loaded.tasks], cfg.cloud.address, cfg.source.kind)
@@ -237,7 +241,7 @@ class OnboardDaemon:
             self.notifier.stopping()
             self._close_source()
             self.pipeline.close(STOP_BUDGET_S)
-            self.metrics.close()
+            self._stop_metrics()
             self._release_cpu_latency()
             log.info("stopped frames=%d emitted=%d", self.frames, self.pipeline.emitted)
         return 0
@@ -272,8 +276,7 @@ class OnboardDaemon:
         """Serve /metrics where ``new`` says; on failure the endpoint stays where ``old`` put it."""
         if new == old and (self.metrics_port is not None or not new.port):
             return
-        self.metrics.close()
-        self.metrics_port = None
+        self._stop_metrics()
         try:
             if new.port:
                 self.metrics_port = self.metrics.serve(new.port, new.address)
@@ -286,6 +289,10 @@ class OnboardDaemon:
             raise StartupError(
                 f"{self.config_path}: metrics.port: cannot listen on {new.address}:{new.port}: {exc.strerror or exc}"
             ) from None
+
+    def _stop_metrics(self) -> None:
+        self.metrics.close()
+        self.metrics_port = None
 
     def _open_sink(self, cfg: OnboardConfig) -> JsonLinesSink:
         try:

@@ -146,3 +146,19 @@ def test_missing_source_path_stops_start_up_before_ready(tmp_path):
     finally:
         notify.close()
     assert daemon.metrics_port is None, "nothing left listening"
+
+
+@pytest.mark.parametrize("token, problem", [(None, "cannot read"), ("", "is empty")])
+def test_bad_token_file_stops_start_up_with_its_key(tmp_path, token, problem):
+    from carlink.onboard.daemon import OnboardDaemon, StartupError
+
+    profile = write_profile(tmp_path / "p.json", cameras=("FRONT",))
+    config = _config(tmp_path / "c.toml", profile, 1, tmp_path / "out.jsonl", source=SYNTHETIC,
+                     metrics_port=_free_port())
+    if token is not None:
+        (tmp_path / "token").write_text(token)
+    config.write_text(config.read_text().replace("[cloud]\n", '[cloud]\ntoken_file = "token"\n'))
+    daemon = OnboardDaemon(config)
+    with pytest.raises(StartupError, match=rf"c\.toml: cloud\.token_file .*token:? {problem}"):
+        daemon.run()
+    assert daemon.metrics_port is None and daemon.pipeline is None
