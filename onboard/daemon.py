@@ -85,6 +85,20 @@ def _cameras(tasks: tuple[OnboardTask, ...]) -> set[str]:
     return {t.camera for t in tasks}
 
 
+def checked_source(cfg: OnboardConfig, tasks: tuple[OnboardTask, ...], clock: Clock,
+                   stop: threading.Event | None = None, where: Path | str = "<config>") -> FrameSourceBase:
+    """The config's frame source, checked (StartupError names the file and the path) but not started."""
+    src_cfg = cfg.source
+    if src_cfg.path:
+        src_cfg = src_cfg.model_copy(update={"path": str(cfg.resolve(src_cfg.path))})
+    source = open_source(src_cfg, clock, _cameras(tasks), stop)
+    try:
+        source.check()
+    except SourceError as exc:
+        raise StartupError(f"{where}: source: {exc}") from None
+    return source
+
+
 class OnboardDaemon:
     def __init__(self, config_path: str | Path, clock: Clock | None = None, notifier: SystemdNotifier | None = None) -> None:
         self.config_path = Path(config_path)
@@ -249,16 +263,7 @@ class OnboardDaemon:
     # -- parts that a reload can replace ---------------------------------------------------------
 
     def _open_source(self, cfg: OnboardConfig, tasks: tuple[OnboardTask, ...]) -> FrameSourceBase:
-        """The config's frame source, checked (StartupError names the path) but not started."""
-        src_cfg = cfg.source
-        if src_cfg.path:
-            src_cfg = src_cfg.model_copy(update={"path": str(cfg.resolve(src_cfg.path))})
-        source = open_source(src_cfg, self.clock, _cameras(tasks), self.stop_event)
-        try:
-            source.check()
-        except SourceError as exc:
-            raise StartupError(f"{self.config_path}: source: {exc}") from None
-        return source
+        return checked_source(cfg, tasks, self.clock, self.stop_event, self.config_path)
 
     def _switch_source(self, new: FrameSourceBase) -> None:
         """Close the running source (its device or file is released first) and read from ``new``."""

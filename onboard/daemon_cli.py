@@ -32,8 +32,9 @@ def register_run(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> 
     c = sub.add_parser(
         "check-config", help="validate a daemon config and its profile, then exit",
         description="Load the TOML config and the profile it names, check every task has a camera "
-                    "and an on-car model the zoo knows; print the resolved tasks. Exit 2 with a "
-                    "message naming the key on any problem.",
+                    "and an on-car model the zoo knows and that the frame source's path holds "
+                    "frames; print the resolved tasks. Exit 2 with a message naming the key on any "
+                    "problem.",
     )
     c.add_argument("config", metavar="FILE", help="TOML config to check")
     c.add_argument("--json", action="store_true", help="print the resolved config as JSON")
@@ -92,6 +93,13 @@ def _check(args: argparse.Namespace) -> int:
             except KeyError as exc:
                 raise ConfigError(f"task {t.name!r}: on-car model: {exc}") from None
     except (ConfigError, ProfileError) as exc:
+        raise CommandError(str(exc)) from None
+    from carlink.clock import WallClock
+    from carlink.onboard.daemon import StartupError, checked_source
+
+    try:
+        checked_source(cfg, tasks, WallClock(), where=args.config).close()
+    except StartupError as exc:
         raise CommandError(str(exc)) from None
     if args.json:
         out = cfg.model_dump(mode="json")

@@ -125,6 +125,9 @@ def test_check_config_command(tmp_path, capsys):
     config.write_text(f'[daemon]\nprofile = "{profile.name}"\n[source]\nkind = "synthetic"\n[[tasks]]\nname = "det_rear"\n')
     assert main(["check-config", str(config)]) == 2
     assert "task 'det_rear' is not in profile" in capsys.readouterr().err
+    config.write_text(f'[daemon]\nprofile = "{profile.name}"\n[source]\nkind = "waymo"\npath = "scenes"\n')
+    assert main(["check-config", str(config)]) == 2
+    assert f"{config}: source: source path {tmp_path / 'scenes'} does not exist" in capsys.readouterr().err
 
 
 def test_sighup_moves_to_a_new_cloud_address_and_sink_without_losing_frames(tmp_path):
