@@ -228,6 +228,7 @@ class OnboardDaemon:
             self._release_cpu_latency()
             raise
         self._frames = iter(self.source)
+        wd_interval = watchdog_interval_s()  # systemd's WatchdogSec: fixed for the process's life
         last_wd = time.monotonic()
         self.notifier.ready(f"running {len(loaded.tasks)} tasks; cloud {cfg.cloud.address}")
         log.info("started tasks=%s cloud=%s source=%s", [t.name for t in loaded.tasks], cfg.cloud.address, cfg.source.kind)
@@ -242,7 +243,7 @@ class OnboardDaemon:
                 rep = self.pipeline.step(dataclasses.replace(frame, frame_id=self.frames))
                 self.frames += 1
                 daemon_cfg = self.pipeline.cfg.daemon
-                wd = watchdog_interval_s() if daemon_cfg.watchdog else None
+                wd = wd_interval if daemon_cfg.watchdog else None
                 if wd is not None and time.monotonic() - last_wd >= wd:
                     self.notifier.watchdog()
                     last_wd = time.monotonic()

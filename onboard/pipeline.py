@@ -105,7 +105,7 @@ class OnboardPipeline:
         self.sink = sink
         self.metrics = metrics or OnboardMetrics()
         self._swap_lock = threading.Lock()
-        self._apply(cfg, tasks, models)
+        self._apply(cfg, tasks, models, self._planner(cfg, tasks, models))
         self.estimator = UplinkEstimator(cfg.estimator, clock)
         self.encoder = _make_encoder(cfg)
         self.fuser = Fuser()
@@ -132,8 +132,7 @@ class OnboardPipeline:
         return Planner([t.policy_task for t in tasks], cfg.allocator_config(), cfg.policy.settings())
 
     def _apply(self, cfg: OnboardConfig, tasks: tuple[OnboardTask, ...], models: dict[str, Detector],
-               planner: Planner | None = None) -> None:
-        planner = planner or self._planner(cfg, tasks, models)
+               planner: Planner) -> None:
         with self._swap_lock:
             self.cfg, self.tasks, self.models, self.planner = cfg, tasks, models, planner
 

@@ -41,6 +41,13 @@ def make_config(profile: Path, address: str, **sections) -> OnboardConfig:
     return parse_config(data)
 
 
+def free_port() -> int:
+    """A loopback TCP port free right now (for a server whose address must be known first)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def wait_for(pred, timeout: float = 30.0) -> bool:
     """Poll ``pred`` until it is true (True) or ``timeout`` seconds pass (False)."""
     end = time.monotonic() + timeout

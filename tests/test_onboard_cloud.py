@@ -11,7 +11,7 @@ from carlink.onboard.planning import load_onboard_tasks
 from carlink.onboard.sink import MemorySink
 from carlink.onboard.sources import open_source
 
-from onboard_testkit import TcpRelay, make_config, start_server, write_profile
+from onboard_testkit import TcpRelay, free_port, make_config, start_server, write_profile
 
 DEADLINE_MS = 200.0
 
@@ -157,12 +157,8 @@ def test_emulated_link_blackout_estimate_and_recovery(tmp_path):
     from carlink.replay.link import TraceLink
     from carlink.replay.link_proxy import LinkProxy
 
-    import socket
-
     srv = start_server()
-    with socket.socket() as s:  # a free port for the proxy, known before the pipeline is built
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # the proxy's, known before the pipeline is built
     cfg, tasks, clock, sink, pipe = _pipeline(tmp_path, f"127.0.0.1:{port}")
     # Link time 0 is the proxy's start, just before the first frame; the blackout is 2.0-4.5 s.
     proxy = LinkProxy(("127.0.0.1", srv.port), TraceLink(_BlackoutTrace(2000, 4500), delay=10.0), listen_port=port)

@@ -6,10 +6,13 @@ from __future__ import annotations
 import json
 import socket
 import urllib.request
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
-from onboard_testkit import DaemonThread, start_server, wait_for, write_profile
+from onboard_testkit import DaemonThread, free_port, start_server, wait_for, write_profile
 
 
 def _config(path, profile, port, sink, *, source: str, tasks=("det_front",), threads=2, metrics_port=0,
@@ -34,39 +37,62 @@ def _records(path):
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+@dataclass
+class _Running:
+    """A daemon on synthetic frames (a real server on loopback) whose config a test rewrites."""
+
+    port: int
+    profile: Path
+    sink: Path
+    config: Path
+    thread: DaemonThread
+    rc: int | None = None
+
+    @property
+    def daemon(self):
+        return self.thread.daemon
+
+    def rewrite(self, **kw) -> None:
+        _config(self.config, self.profile, self.port, self.sink, **kw)
+
+    def records(self) -> list[dict]:
+        return _records(self.sink)
+
+
+@contextmanager
+def _daemon_running(tmp_path, cameras):
+    """Yields once the daemon has written 3 frames; ``rc`` holds run()'s result after the block."""
+    srv = start_server()
+    profile = write_profile(tmp_path / "p.json", cameras=cameras)
+    sink = tmp_path / "out.jsonl"
+    config = _config(tmp_path / "c.toml", profile, srv.port, sink, source=SYNTHETIC)
+    run = _Running(srv.port, profile, sink, config, DaemonThread(config))
+    try:
+        assert wait_for(lambda: len(run.records()) >= 3)
+        yield run
+    finally:
+        run.rc = run.thread.stop()
+        srv.stop(0)
 
 
 def test_sighup_switches_source_tasks_encoder_metrics_and_device(tmp_path, waymo_frame_file):
-    srv = start_server()
-    profile = write_profile(tmp_path / "p.json", cameras=("FRONT", "SIDE_LEFT"))
-    sink = tmp_path / "out.jsonl"
-    config = _config(tmp_path / "c.toml", profile, srv.port, sink, source=SYNTHETIC)
-    running = DaemonThread(config)
-    daemon = running.daemon
-    try:
-        assert wait_for(lambda: len(_records(sink)) >= 3)
+    with _daemon_running(tmp_path, ("FRONT", "SIDE_LEFT")) as run:
+        daemon = run.daemon
         assert daemon.metrics_port is None, "metrics disabled at start"
         old_model = daemon.pipeline.models["noop"]
-        metrics_port = _free_port()
+        metrics_port = free_port()
         real = f'kind = "waymo"\npath = "{waymo_frame_file}"\nloop = true\nrate_hz = 10'
-        _config(config, profile, srv.port, sink, source=real, tasks=("det_front", "det_side_left"), threads=1,
-                metrics_port=metrics_port, device="auto")
+        run.rewrite(source=real, tasks=("det_front", "det_side_left"), threads=1, metrics_port=metrics_port,
+                    device="auto")
         daemon.request_reload()
         assert wait_for(lambda: daemon.reloads == 1)
-        assert wait_for(lambda: sum("tfrecord" in r["origin"] for r in _records(sink)) >= 3)
+        assert wait_for(lambda: sum("tfrecord" in r["origin"] for r in run.records()) >= 3)
         assert daemon.pipeline.encoder.threads == 1
         assert daemon.pipeline.models["noop"] is not old_model, "models re-loaded for the new device"
         text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
         assert "carlink_onboard_frames_total" in text
-    finally:
-        rc = running.stop()
-        srv.stop(0)
-    assert rc == 0
-    records = _records(sink)
+    assert run.rc == 0
+    records = run.records()
     assert [r["frame_id"] for r in records] == list(range(len(records))), "ids continue across the switch"
     origins = [r["origin"] for r in records]
     first_real = next(i for i, o in enumerate(origins) if "tfrecord" in o)
@@ -79,52 +105,34 @@ def test_sighup_switches_source_tasks_encoder_metrics_and_device(tmp_path, waymo
 
 
 def test_sighup_adding_a_camera_keeps_the_source_and_feeds_the_new_task(tmp_path):
-    srv = start_server()
-    profile = write_profile(tmp_path / "p.json", cameras=("FRONT", "SIDE_LEFT"))
-    sink = tmp_path / "out.jsonl"
-    config = _config(tmp_path / "c.toml", profile, srv.port, sink, source=SYNTHETIC)
-    running = DaemonThread(config)
-    daemon = running.daemon
-    try:
-        assert wait_for(lambda: len(_records(sink)) >= 3)
+    with _daemon_running(tmp_path, ("FRONT", "SIDE_LEFT")) as run:
+        daemon = run.daemon
         source = daemon.source
-        _config(config, profile, srv.port, sink, source=SYNTHETIC, tasks=("det_front", "det_side_left"))
+        run.rewrite(source=SYNTHETIC, tasks=("det_front", "det_side_left"))
         daemon.request_reload()
         assert wait_for(lambda: daemon.reloads == 1)
-        assert wait_for(lambda: sum("det_side_left" in r["tasks"] for r in _records(sink)) >= 3)
+        assert wait_for(lambda: sum("det_side_left" in r["tasks"] for r in run.records()) >= 3)
         assert daemon.source is source, "an unchanged [source] keeps running"
-    finally:
-        rc = running.stop()
-        srv.stop(0)
-    assert rc == 0
-    records = _records(sink)
+    assert run.rc == 0
+    records = run.records()
     assert [r["frame_id"] for r in records] == list(range(len(records)))
     origins = [int(r["origin"].split(":")[1]) for r in records]
     assert origins == list(range(len(origins))), "the synthetic source was not restarted"
 
 
 def test_sighup_to_a_missing_source_path_keeps_everything(tmp_path):
-    srv = start_server()
-    profile = write_profile(tmp_path / "p.json", cameras=("FRONT",))
-    sink = tmp_path / "out.jsonl"
-    config = _config(tmp_path / "c.toml", profile, srv.port, sink, source=SYNTHETIC)
-    running = DaemonThread(config)
-    daemon = running.daemon
-    try:
-        assert wait_for(lambda: len(_records(sink)) >= 3)
+    with _daemon_running(tmp_path, ("FRONT",)) as run:
+        daemon = run.daemon
         missing = tmp_path / "no_such.tfrecord"
-        _config(config, profile, srv.port, sink, source=f'kind = "waymo"\npath = "{missing}"', threads=1)
+        run.rewrite(source=f'kind = "waymo"\npath = "{missing}"', threads=1)
         daemon.request_reload()
         assert wait_for(lambda: daemon.failed_reloads == 1)
-        n = len(_records(sink))
-        assert wait_for(lambda: len(_records(sink)) >= n + 3), "frames keep flowing from the running source"
+        n = len(run.records())
+        assert wait_for(lambda: len(run.records()) >= n + 3), "frames keep flowing from the running source"
         assert daemon.reloads == 0
         assert daemon.pipeline.encoder.threads == 2, "the failed reload changed nothing"
-    finally:
-        rc = running.stop()
-        srv.stop(0)
-    assert rc == 0
-    assert all(r["origin"].startswith("synthetic:") for r in _records(sink))
+    assert run.rc == 0
+    assert all(r["origin"].startswith("synthetic:") for r in run.records())
 
 
 def test_missing_source_path_stops_start_up_before_ready(tmp_path):
@@ -133,7 +141,7 @@ def test_missing_source_path_stops_start_up_before_ready(tmp_path):
 
     profile = write_profile(tmp_path / "p.json", cameras=("FRONT",))
     config = _config(tmp_path / "c.toml", profile, 1, tmp_path / "out.jsonl",
-                     source=f'kind = "folder"\npath = "{tmp_path / "frames"}"', metrics_port=_free_port())
+                     source=f'kind = "folder"\npath = "{tmp_path / "frames"}"', metrics_port=free_port())
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(str(tmp_path / "notify.sock"))
     notify.setblocking(False)
@@ -154,7 +162,7 @@ def test_bad_token_file_stops_start_up_with_its_key(tmp_path, token, problem):
 
     profile = write_profile(tmp_path / "p.json", cameras=("FRONT",))
     config = _config(tmp_path / "c.toml", profile, 1, tmp_path / "out.jsonl", source=SYNTHETIC,
-                     metrics_port=_free_port())
+                     metrics_port=free_port())
     if token is not None:
         (tmp_path / "token").write_text(token)
     config.write_text(config.read_text().replace("[cloud]\n", '[cloud]\ntoken_file = "token"\n'))
