@@ -108,26 +108,55 @@ def test_labels_only_frame_has_no_images(waymo_labels_only_file: Path) -> None:
     assert frame.images == () and len(frame.all_labels()) == 11
 
 
-# README 1b: frames and label counts per type of the three real 1 Hz sequences.
+# README 1b: per real 1 Hz sequence (context name), (min, max) boxes per frame and label counts per type.
 TF_EXAMPLE_COUNTS = {
-    "segment-10017090168044687777_6380_000_6400_000_with_camera_labels.tfrecord": {"vehicle": 214},
-    "segment-10023947602400723454_1120_000_1140_000_with_camera_labels.tfrecord": {"vehicle": 440, "pedestrian": 393, "cyclist": 3},
-    "segment-1005081002024129653_5313_150_5333_150_with_camera_labels.tfrecord": {"vehicle": 277, "pedestrian": 28},
+    "10017090168044687777_6380_000_6400_000": ((4, 14), {"vehicle": 214}),
+    "10023947602400723454_1120_000_1140_000": ((1, 51), {"vehicle": 440, "pedestrian": 393, "cyclist": 3}),
+    "1005081002024129653_5313_150_5333_150": ((11, 22), {"vehicle": 277, "pedestrian": 28}),
+    "10061305430875486848_1080_000_1100_000": ((2, 19), {"vehicle": 207, "pedestrian": 12}),
+    "10072140764565668044_4060_000_4080_000": ((13, 72), {"vehicle": 1010, "pedestrian": 122}),
+    "10075870402459732738_1060_000_1080_000": ((2, 23), {"vehicle": 286}),
+    "10082223140073588526_6140_000_6160_000": ((13, 25), {"vehicle": 287, "pedestrian": 57}),
+    "10094743350625019937_3420_000_3440_000": ((24, 32), {"vehicle": 578}),
+    "10096619443888687526_2820_000_2840_000": ((0, 6), {"vehicle": 71}),
+    "10107710434105775874_760_000_780_000": ((2, 7), {"vehicle": 65}),
+    "10153695247769592104_787_000_807_000": ((25, 39), {"vehicle": 647}),
+    "10206293520369375008_2796_800_2816_800": ((0, 9), {"vehicle": 89, "pedestrian": 8}),
+    "10212406498497081993_5300_000_5320_000": ((14, 51), {"vehicle": 400, "pedestrian": 76}),
+    "1022527355599519580_4866_960_4886_960": ((26, 53), {"vehicle": 501, "pedestrian": 186}),
+    "10226164909075980558_180_000_200_000": ((25, 34), {"vehicle": 433, "pedestrian": 160}),
+    "10231929575853664160_1160_000_1180_000": ((31, 55), {"vehicle": 606, "pedestrian": 188, "cyclist": 3}),
+    "10235335145367115211_5420_000_5440_000": ((9, 56), {"vehicle": 674, "pedestrian": 21, "cyclist": 3}),
+    "10241508783381919015_2889_360_2909_360": ((0, 16), {"vehicle": 102, "pedestrian": 44}),
+    "10275144660749673822_5755_561_5775_561": ((2, 18), {"vehicle": 191, "pedestrian": 6}),
+    "10327752107000040525_1120_000_1140_000": ((2, 16), {"vehicle": 237}),
+    "10391312872392849784_4099_400_4119_400": ((1, 21), {"vehicle": 210, "pedestrian": 7}),
+    "10444454289801298640_4360_000_4380_000": ((30, 49), {"vehicle": 510, "pedestrian": 274, "cyclist": 9}),
+    "10455472356147194054_1560_000_1580_000": ((31, 40), {"vehicle": 666, "pedestrian": 71}),
+    "10485926982439064520_4980_000_5000_000": ((53, 66), {"pedestrian": 661, "vehicle": 524, "cyclist": 10}),
+    "10498013744573185290_1240_000_1260_000": ((27, 40), {"vehicle": 341, "pedestrian": 306, "cyclist": 4}),
+    "10500357041547037089_1474_800_1494_800": ((24, 32), {"vehicle": 526, "pedestrian": 20}),
+    "10517728057304349900_3360_000_3380_000": ((0, 7), {"vehicle": 68}),
+    "1051897962568538022_238_170_258_170": ((12, 22), {"vehicle": 306, "pedestrian": 16}),
+    "10526338824408452410_5714_660_5734_660": ((14, 20), {"vehicle": 324, "pedestrian": 12}),
+    "10584247114982259878_490_000_510_000": ((4, 9), {"vehicle": 117}),
 }
 
 
 def test_tf_example_sequences(tf_example_files: list[Path]) -> None:
-    assert sorted(p.name for p in tf_example_files) == sorted(TF_EXAMPLE_COUNTS)
-    for path in tf_example_files:
+    names = [p.name.removeprefix("segment-").removesuffix("_with_camera_labels.tfrecord") for p in tf_example_files]
+    assert sorted(names) == sorted(TF_EXAMPLE_COUNTS)
+    for path, name in zip(tf_example_files, names):
+        (least, most), counts = TF_EXAMPLE_COUNTS[name]
         assert detect_scene_format(path) == "tf-example"
         frames = list(read_tf_example_frames(path))
         assert len(frames) == 20
         assert [f.frame_index for f in frames] == list(range(0, 200, 10))  # 1 Hz out of 10 Hz
         assert all(f.timestamp_micros is None for f in frames)
         assert [f.time_s for f in frames] == [i / 1.0 for i in range(20)]
-        assert {f.context_name for f in frames} == {path.name.removeprefix("segment-").removesuffix("_with_camera_labels.tfrecord")}
+        assert {f.context_name for f in frames} == {name}
         types = Counter(lab.type.label for f in frames for _, lab in f.all_labels())
-        assert types == Counter(TF_EXAMPLE_COUNTS[path.name])
+        assert types == Counter(counts)
         per_frame = [len(f.all_labels()) for f in frames]
         for f in frames:
             (image,) = f.images
@@ -135,7 +164,7 @@ def test_tf_example_sequences(tf_example_files: list[Path]) -> None:
             for _, lab in f.all_labels():  # pixels of the stored 640 x 640 image
                 x1, y1, x2, y2 = lab.box.to_xyxy()
                 assert -0.5 <= x1 < x2 <= 640.5 and -0.5 <= y1 < y2 <= 640.5
-        assert min(per_frame) >= 1
+        assert (min(per_frame), max(per_frame)) == (least, most)
 
 
 def test_tf_example_image_decodes_to_stored_size(tf_example_files: list[Path]) -> None:
