@@ -293,7 +293,29 @@ class Profile(_Strict):
         return out
 
     def to_json(self) -> str:
-        return self.model_dump_json(by_alias=True, indent=2, exclude_none=True)
+        """The file's text: the model's own JSON, indented, with lists of numbers on one line
+        each (a measured profile holds long per-frame lists); the same profile, the same text."""
+        return _json_text(self.model_dump(mode="json", by_alias=True, exclude_none=True)) + "\n"
+
+    def save(self, path: str | Path) -> None:
+        """Write :meth:`to_json` to ``path`` atomically (a reader never sees half a file)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(self.to_json(), encoding="utf-8")
+        tmp.replace(path)
+
+
+def _json_text(value: Any, indent: int = 0) -> str:
+    """Indented JSON where a list of scalars stays on one line."""
+    pad, inner = " " * indent, " " * (indent + 1)
+    if isinstance(value, dict) and value:
+        items = [f"{inner}{json.dumps(k)}: {_json_text(v, indent + 1)}" for k, v in value.items()]
+        return "{\n" + ",\n".join(items) + f"\n{pad}}}"
+    if isinstance(value, list) and any(isinstance(v, (dict, list)) for v in value):
+        items = [f"{inner}{_json_text(v, indent + 1)}" for v in value]
+        return "[\n" + ",\n".join(items) + f"\n{pad}]"
+    return json.dumps(value, allow_nan=False)
 
 
 def _describe_loc(raw: Any, loc: tuple[Any, ...]) -> str:
