@@ -1,0 +1,169 @@
+"""Memory bounds of issue 15 (hardening), measured on real processes.
+
+Run: python tests/benchmarks/hardening.py [server|trace|all] [--trace FILE]
+
+1. ``server``: the cloud server (its own process, default limits, a model that decodes pixels)
+   receives 40 concurrent valid 7000x7000 JPEGs; prints the server's peak RSS (VmHWM), how the
+   calls ended and how long they took.
+2. ``trace``: ``carlink trace info`` on a 50 MB real-format mahimahi trace of 6.8 M lines (the
+   real TMobile-LTE-driving.down looped, written to /tmp when missing); prints wall time and
+   peak RSS of the command (a subprocess).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import multiprocessing as mp
+import os
+import resource
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchlib import data_root
+
+TRACE_LINES = 6_800_000
+DEFAULT_TRACE = Path("/tmp/hardening_trace_50mb.down")
+BIG_SIDE = 7000
+CLIENTS = 40
+
+
+# -- 1. server peak RSS -----------------------------------------------------------------------
+
+def _server_main(conn) -> None:
+    """Child: a server with default limits serving a no-op model that decodes its pixels."""
+    from carlink.cloud.config import ServerConfig
+    from carlink.cloud.server import InferenceServer
+    from carlink.zoo.base import ModelSpec
+    from carlink.zoo.noop import NoopDetector
+
+    config = ServerConfig(models=("noop-decode",), port=0, insecure=True)
+    detectors = {"noop-decode": [NoopDetector(ModelSpec("noop-decode", "test", None, (), batchable=True))]}
+    server = InferenceServer(config, detectors=detectors)
+    conn.send(server.start())
+    try:
+        conn.recv()
+    except EOFError:
+        pass
+    server.stop(grace=1.0)
+
+
+def _vm_hwm_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+def big_jpeg(side: int = BIG_SIDE) -> bytes:
+    """A valid side x side JPEG of smooth content (about 750 KB, as in the issue's 30 MB / 40)."""
+    import cv2
+
+    rng = np.random.default_rng(0)
+    coarse = rng.integers(0, 256, size=(side // 1024, side // 1024, 3), dtype=np.uint8)
+    image = cv2.resize(coarse, (side, side), interpolation=cv2.INTER_LINEAR)
+    return cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 25])[1].tobytes()
+
+
+def server_peak_rss() -> dict:
+    import grpc
+
+    from carlink.proto import inference_pb2 as pb
+    from carlink.proto import inference_pb2_grpc as pb_grpc
+
+    payload = big_jpeg()
+    ctx = mp.get_context("spawn")
+    conn, child = ctx.Pipe()
+    proc = ctx.Process(target=_server_main, args=(child,), daemon=True)
+    proc.start()
+    port = conn.recv()
+    base_kib = _vm_hwm_kib(proc.pid)
+    req = pb.InferRequest(task="front_det", model="noop-decode", encoding=pb.ENCODING_JPEG, payload=payload)
+    codes: collections.Counter = collections.Counter()
+    lock = threading.Lock()
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}", [("grpc.max_send_message_length", 64 << 20)])
+    stub = pb_grpc.InferenceStub(channel)
+    start = threading.Barrier(CLIENTS)
+
+    def client() -> None:
+        start.wait()
+        try:
+            stub.Infer(req, timeout=300)
+            code = "OK"
+        except grpc.RpcError as exc:
+            code = exc.code().name
+        with lock:
+            codes[code] += 1
+
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=client) for _ in range(CLIENTS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - t0
+    peak_kib = _vm_hwm_kib(proc.pid)
+    channel.close()
+    conn.close()
+    proc.join(30)
+    return {"payload_bytes": len(payload), "sent_mb": CLIENTS * len(payload) / 1e6, "base_mib": base_kib / 1024,
+            "peak_mib": peak_kib / 1024, "codes": dict(codes), "seconds": elapsed}
+
+
+# -- 2. trace info ------------------------------------------------------------------------------
+
+def make_big_trace(path: Path, lines: int = TRACE_LINES) -> Path:
+    """The real TMobile-LTE-driving.down repeated (each copy shifted by its period) to ``lines``."""
+    src = np.loadtxt(data_root() / "bandwidth" / "mahimahi" / "TMobile-LTE-driving.down", dtype=np.int64)
+    period = int(src[-1])
+    parts, n, k = [], 0, 0
+    while n < lines:
+        take = src[: lines - n]
+        parts.append(take + k * period)
+        n, k = n + take.size, k + 1
+    path.write_text("\n".join(map(str, np.concatenate(parts).tolist())) + "\n")
+    return path
+
+
+def trace_info_cost(path: Path, runs: int = 3) -> dict:
+    if not path.exists():
+        make_big_trace(path)
+    best = None
+    for _ in range(runs):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "carlink.cli", "trace", "info", str(path)], check=True,
+                       stdout=subprocess.DEVNULL)
+        secs = time.perf_counter() - t0
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        best = secs if best is None else min(best, secs)
+        del before
+    # ru_maxrss of children is the largest of any child so far (KiB on Linux).
+    return {"bytes": path.stat().st_size, "lines": TRACE_LINES, "best_s": best, "peak_mib": after.ru_maxrss / 1024}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("what", nargs="?", default="all", choices=("server", "trace", "all"))
+    parser.add_argument("--trace", type=Path, default=DEFAULT_TRACE, help="the 50 MB trace (made when missing)")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    if args.what in ("trace", "all"):
+        r = trace_info_cost(args.trace)
+        print(f"trace info: {r['bytes'] / 1e6:.1f} MB, {r['lines']} lines: best of 3 {r['best_s']:.2f} s, "
+              f"peak RSS {r['peak_mib']:.0f} MiB")
+    if args.what in ("server", "all"):
+        r = server_peak_rss()
+        print(f"server: {CLIENTS} concurrent {BIG_SIDE}x{BIG_SIDE} JPEGs ({r['payload_bytes']} B each, "
+              f"{r['sent_mb']:.1f} MB in all): peak RSS {r['peak_mib']:.0f} MiB (after start {r['base_mib']:.0f} MiB), "
+              f"outcomes {r['codes']}, {r['seconds']:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
