@@ -47,6 +47,8 @@ import numpy as np
 import scipy.sparse as sp
 from cvxpy.reductions.solvers import defines as _cvx_defines
 
+from carlink.extras import missing_extra
+
 from .utility import staircase_mask
 
 # Solver options for an exact optimum per CVXPY solver name: relative and absolute MIP gap 0, and
@@ -95,6 +97,9 @@ def _silenced_stdout() -> Iterator[None]:
 
 
 MIP_SOLVERS = ("HIGHS", "SCIP", "GLPK_MI", "SCIPY", "CBC", "GUROBI", "CPLEX", "MOSEK", "XPRESS")
+# Open-source MIP solvers that an extra of carlink brings (GLPK_MI's cvxopt and HiGHS's highspy are
+# runtime dependencies: the default path needs GLPK_MI, see allocator/solve.py).
+SOLVER_EXTRAS = {"SCIP": ("pyscipopt", "solvers")}
 
 
 def installed_mip_solvers() -> list[str]:
@@ -116,6 +121,9 @@ class CvxModel:
         if n_tasks < 1 or n_options < 1:
             raise ValueError(f"a CVXPY model needs >= 1 task and option, got {n_tasks}x{n_options}")
         if solver not in installed_mip_solvers():
+            if solver in SOLVER_EXTRAS:
+                package, extra = SOLVER_EXTRAS[solver]
+                raise missing_extra(f"MIP solver {solver!r}", package, extra)
             raise ValueError(f"MIP solver {solver!r} is not installed; installed: {installed_mip_solvers()}")
         self.shape = (n_tasks, n_options)
         self.solver = solver

@@ -35,9 +35,10 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from carlink.allocation import Allocation, TaskAllocation
+from carlink.extras import MissingExtraError
 from carlink.tasks import Task
 
-from . import mckp, turbo_pulp
+from . import mckp
 from .utility import OptionTable
 
 log = logging.getLogger(__name__)
@@ -188,8 +189,12 @@ class Allocator:
                 sol = self._cvx_model().solve(bc, value, budget)
                 choice, gap = sol.choice, (0.0 if sol.status == "optimal" else None)
             else:
+                from . import turbo_pulp  # the baseline's PuLP comes with carlink[baselines]
+
                 label = "pulp/CBC"
                 choice, gap = turbo_pulp.solve(bc, value, budget), 0.0
+        except MissingExtraError:
+            raise  # a missing package is a set-up error to fix, not a solver hiccup to hide
         except Exception as exc:  # a MIP solver failing must not cost the frame
             log.warning("%s failed (%s); using the exact fast path", name, exc)
             return mckp.solve(bc, value, budget).choice, f"{name}->mckp", 0.0

@@ -10,7 +10,10 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-import pulp
+
+from carlink.extras import import_extra
+
+pulp = import_extra("pulp", "baselines", "the PuLP/CBC baseline solver (solver 'pulp')")
 
 
 def solve(bc: np.ndarray, value: np.ndarray, budget: float, time_limit_s: float | None = None) -> np.ndarray:

@@ -16,6 +16,7 @@ from importlib.metadata import entry_points
 from typing import Callable, Sequence
 
 from carlink import __version__
+from carlink.extras import MissingExtraError
 
 Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
@@ -76,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0 if args.command is None else 2
     try:
         return int(func(args) or 0)
-    except CommandError as exc:
+    except (CommandError, MissingExtraError) as exc:  # the latter names the extra to install
         print(f"carlink: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

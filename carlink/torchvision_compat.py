@@ -36,6 +36,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from carlink.extras import missing_extra
+
 __all__ = ["import_torchvision", "install_fallback_ops", "nms", "ops_backend", "roi_align"]
 
 # Schemas of torchvision 0.28's operators (as its _C extension defines them).
@@ -290,7 +292,7 @@ def _try_load_native() -> bool:
         return True
     spec = importlib.util.find_spec("torchvision")
     if spec is None or not spec.submodule_search_locations:
-        raise ImportError("torchvision is not installed (carlink pins torchvision==0.28.0)")
+        raise missing_extra("torchvision's detection models", "torchvision", "torchvision")
     for folder in spec.submodule_search_locations:
         for lib in sorted(Path(folder).glob("_C*")):
             if lib.suffix not in (".so", ".pyd", ".dylib"):
