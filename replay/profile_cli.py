@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 
 from carlink.replay.evaluation import EmptyFrameRule
-from carlink.replay.profiler import DEFAULT_OPTIONS
+from carlink.replay.profiling.options import DEFAULT_OPTIONS
 
 DEFAULT_CLOUD_MODELS = "hog-default,hog-daimler"
 DEFAULT_ONBOARD = "hog-default-fast"
@@ -19,23 +19,33 @@ DEFAULT_ONBOARD = "hog-default-fast"
 _RUN_EPILOG = """\
 Utility is AP@0.5 (replay/evaluation.py) of each model's detections on the decoded image
 (resize -> encode with the car's encoder -> decode with the cloud's decoder -> detect; boxes
-scaled back to the original pixels) against the frame's 2D camera labels, over the classes the
-models detect: the OpenCV HOG detectors find pedestrians only, so their utility is pedestrian AP.
+scaled back to the original pixels) against the frame's 2D camera labels, over the classes
+(vehicle, pedestrian, cyclist) any of the models detects: per frame, the mean of the AP of the
+classes the frame has labels of; over a set of frames, per class the AP of the pooled detections
+(as COCO pools images), then the mean over the classes with a label there. The OpenCV HOG
+detectors find pedestrians only, so for them it is pedestrian AP.
 A task is one camera at one image size, served by the models given (a camera seen at several
-sizes gives one task per size, CAMERA@WxH; --tasks CAMERA@WxH keeps one, named CAMERA). Frames without a label of those classes have an
-undefined per-frame utility under --empty-frames exclude (the default); the aggregate pools all
-frames' detections as COCO does.
+sizes gives one task per size, CAMERA@WxH; --tasks CAMERA@WxH keeps one, named CAMERA). Frames
+without a label of those classes have an undefined per-frame utility under --empty-frames
+exclude (the default). --as-cameras writes the one measured task under several camera names
+(measured once): a five-camera car composed from FRONT sequences finds a task per camera;
+per-frame values are keyed by frame id, whatever the camera slot.
 
---options crosses resize targets with codecs:
-  resize: native | x<scale> (of the camera's size, e.g. x0.5) | <width>x<height>
+--options lists the transports every cloud model is measured with:
+  resize: native | input (the model's input size) | x<scale> (e.g. x0.5) | <width>x<height>
   codec:  jpeg<quality> (1-100) | png (compression level 1, as the car sends it) | raw
-Every cloud model is measured on every resize x codec; option ids are MODEL-RESIZE-CODEC.
+Plain items are crossed (native,x0.5,jpeg75,png: 4 transports); RESIZE:CODEC items are single
+pairs (input:jpeg50,input:png,native:jpeg90: 3 transports, TURBO's grid). Option ids are
+MODEL-RESIZE-CODEC.
 
 Runtimes (p50/p99 over frames) are measured here on the CPU (cloud: payload decode + detect;
 on-car: detect), unless --runtime-table gives them for other hardware. The table is a CSV file:
   model,resize,runtime_ms_p50,runtime_ms_p99
   hog-default,native,812,901
   hog-default,*,230,260          ('*' matches any resize; the on-car model is looked up as native)
+or what `carlink models bench` writes (its batch-1 rows are used, extra columns ignored):
+  model,resize,runtime_ms_p50,runtime_ms_p99,batch,backend,device,hardware
+The profile's provenance names the hardware the runtimes were measured on.
 
 Each measurement is appended to OUTPUT.partial.jsonl as it is made. After an interruption,
 rerun the same command with --resume: only what is missing is measured, and the result is the
@@ -45,6 +55,9 @@ once OUTPUT is written.
 example:
   carlink profile run scene.tfrecord --tasks FRONT,FRONT_LEFT --models hog-default \\
       --onboard hog-default-fast --options native,x0.5,jpeg75,jpeg90,png -o profile.json
+  carlink profile run seq*.tfrecord --tasks FRONT --as-cameras FRONT,FRONT_LEFT,FRONT_RIGHT \\
+      --models yolo-fastest-1.1-xl-640x640 --onboard yolo-fastest-1.1-320x320 \\
+      --options input:jpeg50,input:jpeg90,input:png,native:jpeg90 -o profile.json
 """
 
 
@@ -103,10 +116,16 @@ def register_profile(sub: "argparse._SubParsersAction[argparse.ArgumentParser]")
     run.add_argument("--onboard", default=DEFAULT_ONBOARD,
                      help="the on-car model of every task (default: %(default)s)")
     run.add_argument("--options", default=DEFAULT_OPTIONS,
-                     help="resize targets and codecs to cross, comma-separated (default: %(default)s)")
+                     help="transports: resize targets and codecs to cross, and/or RESIZE:CODEC pairs, "
+                          "comma-separated (default: %(default)s)")
+    run.add_argument("--as-cameras", metavar="LIST",
+                     help="write the one measured task under each of these cameras (measured once), "
+                          "e.g. FRONT,FRONT_LEFT,FRONT_RIGHT,SIDE_LEFT,SIDE_RIGHT")
     run.add_argument("-o", "--output", required=True, metavar="FILE", help="profile JSON to write")
     run.add_argument("--runtime-table", metavar="FILE",
                      help="CSV of runtimes to use instead of measuring them here (format below)")
+    run.add_argument("--runtime-backend", metavar="NAME",
+                     help="with a `carlink models bench` table holding several backends: use this one's rows")
     run.add_argument("--resume", action="store_true",
                      help="continue an interrupted run from FILE.partial.jsonl instead of starting over")
     run.add_argument("--deadline-ms", type=_positive_float, default=150.0,
@@ -151,12 +170,13 @@ def register_profile(sub: "argparse._SubParsersAction[argparse.ArgumentParser]")
 
 def _run(args: argparse.Namespace) -> int:
     from carlink.profile import ProfileError
-    from carlink.replay.profiler import (
+    from carlink.replay.profiling import (
         ProfileConfig,
         ProfilerError,
         ProfilingStopped,
         RuntimeTable,
         checkpoint_path,
+        parse_cameras,
         parse_options,
         parse_tasks,
         run_profile,
@@ -164,31 +184,34 @@ def _run(args: argparse.Namespace) -> int:
     from carlink.zoo.registry import UnknownModelError
 
     try:
-        resizes, codecs = parse_options(args.options)
+        transports = parse_options(args.options)
         models = tuple(dict.fromkeys(m.strip() for m in args.models.split(",") if m.strip()))
         if not models:
             raise ProfilerError("--models names no model")
         config = ProfileConfig(
-            scenes=tuple(args.scenes), models=models, onboard=args.onboard, resizes=resizes, codecs=codecs,
+            scenes=tuple(args.scenes), models=models, onboard=args.onboard, transports=transports,
             tasks=parse_tasks(args.tasks), deadline_ms=args.deadline_ms, weight=args.weight,
             window_frames=args.window, empty_frames=EmptyFrameRule(args.empty_frames),
-            max_frames=args.max_frames, description=args.description)
-        table = RuntimeTable.load(args.runtime_table) if args.runtime_table else None
-        doc, result = run_profile(config, args.output, resume=args.resume, table=table,
-                                  stop_after=args.stop_after, progress_bar=not args.no_progress,
-                                  keep_checkpoint=args.keep_checkpoint)
+            max_frames=args.max_frames, description=args.description,
+            as_cameras=parse_cameras(args.as_cameras) if args.as_cameras is not None else None)
+        if args.runtime_backend and not args.runtime_table:
+            raise ProfilerError("--runtime-backend needs --runtime-table")
+        table = RuntimeTable.load(args.runtime_table, args.runtime_backend) if args.runtime_table else None
+        profile, result = run_profile(config, args.output, resume=args.resume, table=table,
+                                      runtime_backend=args.runtime_backend, stop_after=args.stop_after,
+                                      progress_bar=not args.no_progress, keep_checkpoint=args.keep_checkpoint)
     except ProfilingStopped as exc:
         print(f"carlink profile: {exc}; resume with --resume "
               f"(checkpoint {checkpoint_path(Path(args.output))})")
         return 3
     except (ProfilerError, ProfileError, UnknownModelError, OSError, ValueError) as exc:
         raise _command_error(str(exc)) from None
-    n_opts = sum(len(t["options"]) for t in doc["tasks"])
-    print(f"wrote {args.output}: {len(doc['tasks'])} tasks, {n_opts} cloud options; "
+    n_opts = sum(len(t.options) for t in profile.tasks)
+    print(f"wrote {args.output}: {len(profile.tasks)} tasks, {n_opts} cloud options; "
           f"{result.measured} measurements made, {result.reused} reused from the checkpoint")
-    skipped = doc["provenance"]["skipped_tasks"]
+    skipped = profile.provenance.skipped_tasks
     if skipped:
-        print(f"skipped (no label of the measured class): {', '.join(skipped)}")
+        print(f"skipped (no label of the measured classes): {', '.join(skipped)}")
     return 0
 
 

@@ -22,12 +22,13 @@ from carlink.onboard.pipeline import encode_spec
 from carlink.profile import ProfileError, load_profile, parse_profile
 from carlink.replay.evaluation import Label, frame_ap
 from carlink.replay.profile_cli import register_profile
-from carlink.replay.profiler import (
+from carlink.replay.profiling import (
     ProfileConfig,
     ProfilerError,
     ProfilingStopped,
     RuntimeTable,
     checkpoint_path,
+    format_options,
     load_frames,
     parse_options,
     parse_tasks,
@@ -48,8 +49,8 @@ def busy_scene(tf_example_files) -> str:
 
 
 def _config(scene: str, **kw) -> ProfileConfig:
-    resizes, codecs = parse_options(kw.pop("options", "native,x0.5,jpeg50,png"))
-    base = dict(scenes=(scene,), models=(MODEL,), onboard=MODEL, resizes=resizes, codecs=codecs,
+    transports = parse_options(kw.pop("options", "native,x0.5,jpeg50,png"))
+    base = dict(scenes=(scene,), models=(MODEL,), onboard=MODEL, transports=transports,
                 tasks=("FRONT",), window_frames=2, max_frames=3)
     base.update(kw)
     return ProfileConfig(**base)
@@ -65,19 +66,33 @@ def _cli(argv: list[str]) -> int:
 @pytest.fixture(scope="module")
 def measured(busy_scene, tmp_path_factory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("profile") / "profile.json"
-    doc, result = run_profile(_config(busy_scene), out, progress_bar=False)
+    profile, result = run_profile(_config(busy_scene), out, progress_bar=False)
     assert result.measured == 3 * (1 + 4) and result.reused == 0
-    return out, doc
+    return out, json.loads(out.read_text())
 
 
 def test_option_and_task_parsing():
-    resizes, codecs = parse_options("native, x0.5, 960x640, jpeg75, JPEG95, png, raw")
-    assert [r.label for r in resizes] == ["native", "x0.5", "960x640"]
-    assert [(c.codec, c.jpeg_quality) for c in codecs] == [("jpeg", 75), ("jpeg", 95), ("png", None), ("raw", None)]
-    assert resizes[1].target(1920, 886) == (960, 443) and resizes[0].target(640, 640) is None
-    assert parse_options("jpeg90")[0][0].label == "native"  # no resize item: as captured
+    crossed = parse_options("native, x0.5, 960x640, jpeg75, JPEG95, png, raw")
+    assert len(crossed) == 3 * 4 and [t.label for t in crossed[:5]] == [
+        "native:jpeg75", "native:jpeg95", "native:png", "native:raw", "x0.5:jpeg75"]
+    assert [(t.codec.codec, t.codec.jpeg_quality) for t in crossed[:4]] == [
+        ("jpeg", 75), ("jpeg", 95), ("png", None), ("raw", None)]
+    assert crossed[4].resize.target(1920, 886) == (960, 443) and crossed[0].resize.target(640, 640) is None
+    assert [t.label for t in parse_options("jpeg90")] == ["native:jpeg90"]  # no resize item: as captured
+    # TURBO's grid: pairs, not crossed; 'input' is the model's own input size
+    turbo = parse_options("input:jpeg50, input:JPEG90,input:png,native:jpeg90")
+    assert [t.label for t in turbo] == ["input:jpeg50", "input:jpeg90", "input:png", "native:jpeg90"]
+    assert turbo[0].resize.target(640, 640, (320, 320)) == (320, 320)
+    assert turbo[0].resize.target(640, 640, (640, 640)) is None  # already the input size: sent as is
+    mixed = parse_options("x0.5,png,input:jpeg50")  # crossed items first, then the pairs
+    assert [t.label for t in mixed] == ["x0.5:png", "input:jpeg50"]
+    for text in ("native,x0.5,jpeg50,png", "input:jpeg50,input:png,native:jpeg90", "x0.5,png,input:jpeg50"):
+        assert parse_options(format_options(parse_options(text))) == parse_options(text)
+    assert format_options(parse_options("native,x0.5,jpeg50,png")) == "native,x0.5,jpeg50,png"
     for bad, words in [("x1.5,png", "scale must be in (0, 1]"), ("jpeg101", "1-100"), ("x0.5", "names no codec"),
-                       ("webp", "neither a resize target"), ("png,png", "png twice")]:
+                       ("webp", "neither a resize target"), ("png,png", "png twice"),
+                       ("input:webp", "a pair is RESIZE:CODEC"), ("png:input", "a pair is RESIZE:CODEC"),
+                       ("native,png,native:png", "option native:png twice")]:
         with pytest.raises(ProfilerError, match=None) as info:
             parse_options(bad)
         assert words in str(info.value)
@@ -91,7 +106,7 @@ def test_a_camera_seen_at_two_sizes_makes_two_tasks_unless_one_is_chosen(waymo_f
     def tasks(spec: str | None):
         cfg = _config(str(waymo_frame_file), tasks=parse_tasks(spec) if spec else None, max_frames=1)
         cfg = ProfileConfig(**{**cfg.__dict__, "scenes": (str(waymo_frame_file), busy_scene)})
-        return select_tasks(cfg, load_frames(cfg), WaymoClass.PEDESTRIAN)
+        return select_tasks(cfg.tasks, load_frames(cfg.scenes, cfg.max_frames), (WaymoClass.PEDESTRIAN,))
 
     keys, skipped = tasks(None)  # the 5-camera frame (1920 wide) and a 640x640 FRONT sequence
     assert [k.name for k in keys] == ["FRONT@1920x1280", "FRONT@640x640", "FRONT_LEFT", "FRONT_RIGHT", "SIDE_RIGHT"]
@@ -110,14 +125,14 @@ def test_payloads_are_the_encoders_bytes(measured, busy_scene):
     for opt in task["options"]:
         # the car encodes exactly what the profile says: its resize target, codec and quality
         car = Option(id=opt["id"], utility=0.0, payload_bytes=1.0, model=opt["model"],
-                     resize=tuple(opt["resize"]) if opt["resize"] else None, codec=opt["codec"],
+                     resize=tuple(opt["resize"]) if opt.get("resize") else None, codec=opt["codec"],
                      jpeg_quality=opt.get("jpeg_quality"))
         sizes = [len(encode_image(fr.image(1).decode(), encode_spec(car)).payload) for fr in frames]
         assert opt["payloads"] == sizes, opt["id"]
         assert opt["payload_bytes_mean"] == pytest.approx(np.mean(sizes), abs=0.05)
         assert opt["payload_bytes_p95"] == pytest.approx(np.percentile(sizes, 95), abs=0.05)
     by_id = {o["id"]: o for o in task["options"]}
-    assert by_id[f"{MODEL}-x0.5-png"]["resize"] == [320, 320] and by_id[f"{MODEL}-native-png"]["resize"] is None
+    assert by_id[f"{MODEL}-x0.5-png"]["resize"] == [320, 320] and by_id[f"{MODEL}-native-png"].get("resize") is None
     # PNG is lossless and bigger than JPEG 50 at the same size
     assert by_id[f"{MODEL}-native-png"]["payload_bytes_mean"] > 3 * by_id[f"{MODEL}-native-jpeg50"]["payload_bytes_mean"]
 
@@ -227,7 +242,7 @@ def test_resume_refuses_other_settings_and_survives_a_cut_line(busy_scene, tmp_p
     cfg = _config(busy_scene, options="x0.25,jpeg75", max_frames=2)
     with pytest.raises(ProfilingStopped):
         run_profile(cfg, out, stop_after=3, progress_bar=False)
-    with pytest.raises(ProfilerError, match=r"different settings \(codecs\)"):
+    with pytest.raises(ProfilerError, match=r"different settings \(options\)"):
         run_profile(_config(busy_scene, options="x0.25,jpeg90", max_frames=2), out, resume=True, progress_bar=False)
     ckpt = checkpoint_path(out)
     lines = ckpt.read_text().splitlines(keepends=True)

@@ -25,8 +25,7 @@ import cv2
 
 from carlink.replay.evaluation import EmptyFrameRule
 from carlink.replay.profile_cli import DEFAULT_CLOUD_MODELS, DEFAULT_ONBOARD
-from carlink.replay.profiler import (
-    DEFAULT_OPTIONS,
+from carlink.replay.profiling import (
     ON_CAR_ID,
     ProfileConfig,
     checkpoint_path,
@@ -35,6 +34,8 @@ from carlink.replay.profiler import (
     run_profile,
 )
 from benchlib import default_data_dir
+
+DEFAULT_OPTIONS = "native,x0.75,x0.5,jpeg50,jpeg75,jpeg90,jpeg95,png"
 
 
 def main() -> int:
@@ -46,14 +47,14 @@ def main() -> int:
     if not frame_file.is_file():
         print(f"no real frame at {frame_file}: set CARLINK_TEST_DATA or --data", file=sys.stderr)
         return 2
-    resizes, codecs = parse_options(DEFAULT_OPTIONS)
+    transports = parse_options(DEFAULT_OPTIONS)
     config = ProfileConfig(scenes=(str(frame_file),), models=tuple(DEFAULT_CLOUD_MODELS.split(",")),
-                           onboard=DEFAULT_ONBOARD, resizes=resizes, codecs=codecs,
+                           onboard=DEFAULT_ONBOARD, transports=transports,
                            empty_frames=EmptyFrameRule.TURBO)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "bench.json"
         t0 = time.perf_counter()
-        doc, result = run_profile(config, out, progress_bar=False, keep_checkpoint=True)
+        profile, result = run_profile(config, out, progress_bar=False, keep_checkpoint=True)
         wall = time.perf_counter() - t0
         ms = list(iter_measurements(checkpoint_path(out)))
     per_task: dict[str, list[float]] = defaultdict(list)
@@ -67,7 +68,7 @@ def main() -> int:
           f"cv2 threads {cv2.getNumThreads()}, {os.cpu_count()} CPUs (shared)")
     print(f"option set: models {DEFAULT_CLOUD_MODELS} x {DEFAULT_OPTIONS}; on-car {DEFAULT_ONBOARD}\n")
     print(f"{'camera':<12} {'size':>10} {'runs':>5} {'model s':>8}")
-    sizes = {t["name"]: "x".join(map(str, t["image_size"])) for t in doc["tasks"]}
+    sizes = {t.name: "x".join(map(str, t.image_size)) for t in profile.tasks}
     for task, times in per_task.items():
         print(f"{task:<12} {sizes[task]:>10} {len(times):>5} {sum(times) / 1000:8.2f}")
     print(f"\n{'model':<22} {'s':>8}")
