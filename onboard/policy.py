@@ -138,6 +138,10 @@ class PlanInputs:
     backlog_bytes: float = 0.0  # own bytes handed to the uplink and not yet sent
     estimate_bps: float | None = None  # reported alongside (default: the samples' mean)
     present: tuple[int, ...] | None = None  # task indices with an image this frame; None: all
+    # Per task (all tasks, in order) and option column (padded to the widest task): this frame's
+    # utilities instead of the profile's expectation. Only a diagnostic that knows the truth
+    # (replay's carlink-utility) sets it; the car never does.
+    utility: np.ndarray | None = None
 
 
 def backlog_bytes(in_flight: Iterable[tuple[float, float]], now: float, bandwidth_bps: float) -> float:
@@ -221,23 +225,25 @@ class CarlinkPolicy:
             raise ValueError(f"plan inputs: bandwidth samples must be finite and >= 0, got {samples.tolist()}")
         present = tuple(range(len(self.tasks))) if inputs.present is None else tuple(inputs.present)
         rtt = float(inputs.rtt_ms)
+        value, utility = self._frame_values(inputs.utility, present)
         plain = Headroom()
         best: tuple[float, Allocation, float] | None = None
         seen: set[tuple[str, ...]] = set()
         for rt in self.settings.runtimes:
             allocator = self._allocator(rt, present)
             for budget in self.budgets(samples):
-                alloc = allocator.allocate(budget, rtt, solver=self._solver, headroom=plain, previous=self._previous)
+                alloc = allocator.allocate(budget, rtt, solver=self._solver, headroom=plain, previous=self._previous,
+                                           utility=utility)
                 key = tuple(a.option for a in alloc.tasks)
                 if key in seen:
                     continue
                 seen.add(key)
                 cols = [(i, self._col[i][a.option]) for i, a in zip(present, alloc.tasks)]
-                value = self.expected_value(cols, samples, rtt, inputs.backlog_bytes)
+                expected = self.expected_value(cols, samples, rtt, inputs.backlog_bytes, value)
                 # Ties go to the plan that sends less: equal value for fewer bytes on the link.
-                if (best is None or value > best[0] + 1e-12
-                        or (value >= best[0] - 1e-12 and alloc.used_bps < best[1].used_bps)):
-                    best = (value, alloc, budget)
+                if (best is None or expected > best[0] + 1e-12
+                        or (expected >= best[0] - 1e-12 and alloc.used_bps < best[1].used_bps)):
+                    best = (expected, alloc, budget)
         assert best is not None
         value, alloc, budget = best
         elapsed = (time.perf_counter() - start) * 1000.0
@@ -247,19 +253,34 @@ class CarlinkPolicy:
         self._previous = out
         return out
 
+    def _frame_values(self, utility: np.ndarray | None,
+                      present: tuple[int, ...]) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """(weight * utility for expected_value, the allocator's utility override for the tasks
+        present) from a per-frame utility matrix; (None, None) without one."""
+        if utility is None:
+            return None, None
+        u = np.asarray(utility, dtype=float)
+        if u.shape != self._value.shape or not np.all(np.isfinite(u)):
+            raise ValueError(f"plan inputs: utility must be a finite {self._value.shape} array, got shape {u.shape}")
+        weights = np.array([pt.task.weight for pt in self.tasks])
+        width = max(len(self.tasks[i].task.options) for i in present) if present else 0
+        return weights[:, None] * u, u[list(present), :width]
+
     def expected_value(self, choices: Sequence[tuple[int, int]], samples: np.ndarray, rtt_ms: float,
-                       backlog_bytes: float = 0.0) -> float:
+                       backlog_bytes: float = 0.0, value: np.ndarray | None = None) -> float:
         """Expected weighted utility of sending ``choices`` ((task index, option column) pairs).
 
         Uploads leave earliest latest-start first behind ``backlog_bytes``; over each bandwidth
         sample, one succeeds with P(runtime <= deadline - RTT - its upload time) under the
-        log-normal runtime, else the on-car utility counts.
+        log-normal runtime, else the on-car utility counts. ``value`` (weight * utility per task
+        and column) replaces the profile's expectation.
         """
+        values = self._value if value is None else value
         base = 0.0
         sends = []
         for i, j in choices:
             oc = self._on_car[i]
-            base += self._value[i, oc]
+            base += values[i, oc]
             if j == oc:
                 continue
             budget_ms = self._deadline[i] - rtt_ms
@@ -270,7 +291,7 @@ class CarlinkPolicy:
         ii = np.array([s[1] for s in sends])
         jj = np.array([s[2] for s in sends])
         oc = np.array([self._on_car[i] for i in ii])
-        gain = self._value[ii, jj] - self._value[ii, oc]
+        gain = values[ii, jj] - values[ii, oc]
         cum_bits = 8.0 * backlog_bytes + np.cumsum(self._bits[ii, jj])
         budget = np.array([s[3] for s in sends])
         p50 = self._p50[ii, jj]
