@@ -21,6 +21,28 @@ def _data_root() -> Path | None:
     return _DEFAULT_DATA if _DEFAULT_DATA.is_dir() else None
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _models_dir_from_test_data():
+    """Code under test finds the real Darknet files in $CARLINK_TEST_DATA/models (the zoo's
+    models directory is CARLINK_MODELS_DIR), unless the environment already names one."""
+    root = _data_root()
+    models = root / "models" if root is not None else None
+    if models is None or not models.is_dir() or os.environ.get("CARLINK_MODELS_DIR"):
+        yield
+        return
+    os.environ["CARLINK_MODELS_DIR"] = str(models)
+    try:
+        yield
+    finally:
+        os.environ.pop("CARLINK_MODELS_DIR", None)
+
+
+@pytest.fixture(scope="session")
+def models_dir(data_dir: Path) -> Path:
+    """The real Darknet detectors (../shared/data/models)."""
+    return data_dir / "models"
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     """Root of the real test data (../shared/data). Skips when unset and absent."""
