@@ -40,7 +40,7 @@ def _write(path: Path, text: str) -> Path:
 
 def test_example_config_is_valid():
     cfg = load_config(EXAMPLE)
-    assert cfg.source.kind == "waymo" and cfg.tasks[0].name == "front_det"
+    assert cfg.source.kind == "waymo" and cfg.tasks[0].name == "FRONT"
     # The example documents the policy's defaults: the same the replay's carlink plans with.
     assert cfg.policy.settings() == PolicySettings()
 
