@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import select
 import socket
 import threading
@@ -10,22 +9,24 @@ import time
 from pathlib import Path
 
 from carlink.onboard.config import OnboardConfig, parse_config
+from carlink.profile import VERSION, OnCarProfile, OptionProfile, Profile, TaskProfile
 
 
 def write_profile(path: Path, cameras=("FRONT", "SIDE_LEFT"), deadline_ms: float = 200.0, onboard_model: str = "noop") -> Path:
-    """A small carlink.profile file: per camera, the on-car model plus two noop cloud options."""
+    """A small carlink.profile file (written by the profile model, as the profiler writes its
+    files): per camera, the on-car model plus two noop cloud options."""
     def option(oid, size, q, nbytes, ms, utility):
-        return {"id": oid, "model": "noop", "resize": size, "codec": "jpeg", "jpeg_quality": q,
-                "payload_bytes_mean": nbytes, "payload_bytes_p95": nbytes, "runtime_ms_p50": ms,
-                "runtime_ms_p99": ms, "utility": utility}
+        return OptionProfile(id=oid, model="noop", resize=size, codec="jpeg", jpeg_quality=q,
+                             payload_bytes_mean=nbytes, payload_bytes_p95=nbytes, runtime_ms_p50=ms,
+                             runtime_ms_p99=ms, utility=utility)
 
-    tasks = [{
-        "name": f"det_{cam.lower()}", "camera": cam, "deadline_ms": deadline_ms, "weight": 1.0,
-        "on_car": {"id": "car", "model": onboard_model, "utility": 0.3},
-        "options": [option("cloud_640_q80", [640, 480], 80, 60000, 10, 0.6),
-                    option("cloud_320_q70", [320, 240], 70, 15000, 5, 0.5)],
-    } for cam in cameras]
-    path.write_text(json.dumps({"schema": "carlink.profile", "version": 1, "tasks": tasks}))
+    tasks = [TaskProfile(
+        name=f"det_{cam.lower()}", camera=cam, deadline_ms=deadline_ms, weight=1.0,
+        on_car=OnCarProfile(id="car", model=onboard_model, utility=0.3),
+        options=[option("cloud_640_q80", (640, 480), 80, 60000, 10, 0.6),
+                 option("cloud_320_q70", (320, 240), 70, 15000, 5, 0.5)],
+    ) for cam in cameras]
+    Profile(version=VERSION, tasks=tasks).save(path)
     return path
 
 

@@ -2,34 +2,30 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from carlink.profile import VERSION, OnCarProfile, OptionProfile, Profile, TaskProfile
 
 
 def hog_front_profile(folder: Path, deadline_ms: float = 400.0) -> Path:
-    """A version-1 profile for the FRONT camera of the real 1 Hz TF-Example scenes (640x640):
-    on-car the fast HOG variant, in the cloud the default HOG at half and full size. Payloads and
-    runtimes are rough figures for those images; utilities are placeholders the measured mode
-    replaces with the real AP of each run."""
-    doc = {
-        "schema": "carlink.profile",
-        "version": 1,
-        "description": "test profile: HOG detectors on the 640x640 FRONT sequences",
-        "metric": "AP50 (pedestrian)",
-        "tasks": [{
-            "name": "FRONT", "camera": "FRONT", "deadline_ms": deadline_ms, "weight": 1.0,
-            "on_car": {"id": "on-car", "model": "hog-default-fast", "utility": 0.01,
-                       "runtime_ms_p50": 12.0, "runtime_ms_p99": 20.0},
-            "options": [
-                {"id": "hog-320-q75", "model": "hog-default", "resize": [320, 320], "codec": "jpeg",
-                 "jpeg_quality": 75, "payload_bytes_mean": 14000, "payload_bytes_p95": 18000,
-                 "runtime_ms_p50": 15.0, "runtime_ms_p99": 30.0, "utility": 0.02},
-                {"id": "hog-640-q75", "model": "hog-default", "codec": "jpeg", "jpeg_quality": 75,
-                 "payload_bytes_mean": 47000, "payload_bytes_p95": 60000,
-                 "runtime_ms_p50": 70.0, "runtime_ms_p99": 110.0, "utility": 0.03},
-            ],
-        }],
-    }
+    """A profile for the FRONT camera of the real 1 Hz TF-Example scenes (640x640), written by the
+    profile model as the profiler writes its files: on-car the fast HOG variant, in the cloud the
+    default HOG at half and full size. Payloads and runtimes are rough figures for those images;
+    utilities are placeholders the measured mode replaces with the real AP of each run."""
+    def jpeg75(oid: str, resize, payload: tuple[float, float], runtime: tuple[float, float], utility: float):
+        return OptionProfile(id=oid, model="hog-default", resize=resize, codec="jpeg", jpeg_quality=75,
+                             payload_bytes_mean=payload[0], payload_bytes_p95=payload[1],
+                             runtime_ms_p50=runtime[0], runtime_ms_p99=runtime[1], utility=utility)
+
+    profile = Profile(
+        version=VERSION, description="test profile: HOG detectors on the 640x640 FRONT sequences",
+        metric="AP50 (pedestrian)",
+        tasks=[TaskProfile(
+            name="FRONT", camera="FRONT", deadline_ms=deadline_ms, weight=1.0,
+            on_car=OnCarProfile(id="on-car", model="hog-default-fast", utility=0.01,
+                                runtime_ms_p50=12.0, runtime_ms_p99=20.0),
+            options=[jpeg75("hog-320-q75", (320, 320), (14000, 18000), (15.0, 30.0), 0.02),
+                     jpeg75("hog-640-q75", None, (47000, 60000), (70.0, 110.0), 0.03)])])
     path = folder / "hog_front_profile.json"
-    path.write_text(json.dumps(doc), encoding="utf-8")
+    profile.save(path)
     return path
