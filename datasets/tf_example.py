@@ -140,7 +140,7 @@ def read_tf_example_frames(
     for record in reader:
         source = FrameSource(str(reader.path), record.index, record.offset, FORMAT)
         try:
-            frame = frame_from_example(parse_example(record, reader.path), source)
+            frame = _frame_of(record, reader.path, source)
         except DecodeError as exc:
             if not reader.skip_corrupt:
                 raise
@@ -148,3 +148,13 @@ def read_tf_example_frames(
             reader.report.corrupt.append(CorruptRecord(exc.index, exc.offset, exc.problem))
             continue
         yield frame
+
+
+def _frame_of(record: Record, path: str | os.PathLike[str], source: FrameSource) -> Frame:
+    """The record as a Frame; any value outside what the reader expects is a DecodeError naming it."""
+    try:
+        return frame_from_example(parse_example(record, path), source)
+    except DecodeError:
+        raise
+    except ValueError as exc:  # e.g. a camera name that is not UTF-8
+        raise DecodeError(path, record.index, record.offset, f"not a valid image tf.train.Example: {exc}") from None

@@ -92,15 +92,26 @@ def read_waymo_frames(
         path, verify_crc=verify_crc, max_record_bytes=max_record_bytes, skip_corrupt=skip_corrupt
     )
     for record in reader:
+        source = FrameSource(str(reader.path), record.index, record.offset, FORMAT)
         try:
-            message = parse_frame_proto(record, reader.path)
+            frame = _frame_of(record, reader.path, source)
         except DecodeError as exc:
             if not reader.skip_corrupt:
                 raise
             reader.report.records -= 1  # counted as read by the framing layer; it is corrupt
             reader.report.corrupt.append(CorruptRecord(exc.index, exc.offset, exc.problem))
             continue
-        yield frame_from_proto(message, FrameSource(str(reader.path), record.index, record.offset, FORMAT))
+        yield frame
+
+
+def _frame_of(record: Record, path: str | os.PathLike[str], source: FrameSource) -> Frame:
+    """The record as a Frame; a payload that parses but holds values outside the schema (an
+    unknown camera or label type) is a DecodeError too, naming the record."""
+    message = parse_frame_proto(record, path)
+    try:
+        return frame_from_proto(message, source)
+    except ValueError as exc:
+        raise DecodeError(path, record.index, record.offset, f"not a valid waymo.open_dataset.Frame: {exc}") from None
 
 
 def frame_to_proto(frame: Frame) -> pb.Frame:

@@ -45,6 +45,9 @@ class SourceConfig(_Strict):
     loop: bool = False  # start again at the end (folder, recorded files)
     max_frames: int | None = Field(default=None, ge=1)
     camera_name: str = "FRONT"  # camera name given to single-camera sources (folder, camera)
+    # An unreadable source (device gone, no readable record) is retried this often, the daemon
+    # reporting itself degraded meanwhile.
+    retry_s: float = Field(default=2.0, gt=0, le=3600)
 
     @model_validator(mode="after")
     def _path_needed(self) -> "SourceConfig":

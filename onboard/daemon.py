@@ -29,7 +29,7 @@ from carlink.onboard.metrics import OnboardMetrics
 from carlink.onboard.pipeline import OnboardPipeline, load_onboard_models
 from carlink.onboard.planning import OnboardTask, ProfileError, load_onboard_tasks
 from carlink.onboard.sink import JsonLinesSink
-from carlink.onboard.sources import CapturedFrame, FrameSourceBase, SourceError, open_source
+from carlink.onboard.sources import CapturedFrame, FrameSourceBase, SkippedInput, SourceError, log_skipped, open_source
 from carlink.onboard.systemd import SystemdNotifier, watchdog_interval_s
 from carlink.zoo.base import Detector
 
@@ -99,6 +99,17 @@ def checked_source(cfg: OnboardConfig, tasks: tuple[OnboardTask, ...], clock: Cl
     return source
 
 
+def camera_warnings(source: FrameSourceBase, tasks: tuple[OnboardTask, ...]) -> list[str]:
+    """One line per task whose camera the (checked) source never delivers: such a task would
+    silently run on nothing."""
+    have = source.available_cameras()
+    if have is None:
+        return []
+    offered = ", ".join(sorted(have)) or "no camera images"
+    return [f"task {t.name!r} watches camera {t.camera}, which source {source.cfg.path or source.cfg.kind} "
+            f"does not have (it has {offered}); the task will never run" for t in tasks if t.camera not in have]
+
+
 class OnboardDaemon:
     def __init__(self, config_path: str | Path, clock: Clock | None = None, notifier: SystemdNotifier | None = None) -> None:
         self.config_path = Path(config_path)
@@ -117,6 +128,9 @@ class OnboardDaemon:
         self.reloads = 0
         self.failed_reloads = 0
         self._cpu_latency: CpuLatencyRequest | None = None
+        self._source_problem: str | None = None  # set while the source cannot be read
+        self._wd_interval: float | None = None
+        self._last_wd = 0.0
 
     # -- signals -------------------------------------------------------------------------------
 
@@ -189,6 +203,8 @@ class OnboardDaemon:
             self._switch_source(pending.source)
         else:
             self.source.cameras = _cameras(pending.tasks)
+        for warning in camera_warnings(self.source, pending.tasks):
+            log.warning("%s: %s", self.config_path, warning)
         try:
             self._hold_cpu_latency(pending.cfg)
         except CpuLatencyError as exc:
@@ -228,30 +244,31 @@ class OnboardDaemon:
             self._release_cpu_latency()
             raise
         self._frames = iter(self.source)
-        wd_interval = watchdog_interval_s()  # systemd's WatchdogSec: fixed for the process's life
-        last_wd = time.monotonic()
+        self._wd_interval = watchdog_interval_s()  # systemd's WatchdogSec: fixed for the process's life
+        self._last_wd = time.monotonic()
+        for warning in camera_warnings(self.source, loaded.tasks):
+            log.warning("%s: %s", self.config_path, warning)
         self.notifier.ready(f"running {len(loaded.tasks)} tasks; cloud {cfg.cloud.address}")
         log.info("started tasks=%s cloud=%s source=%s", [t.name for t in loaded.tasks], cfg.cloud.address, cfg.source.kind)
         try:
             while not self.stop_event.is_set():
                 if self._pending is not None:
                     self._apply_reload()
-                frame = next(self._frames, None)
+                try:
+                    frame = next(self._frames, None)
+                except Exception as exc:  # a source never ends the daemon: degraded, retried
+                    self._source_failed(exc)
+                    continue
                 if frame is None or self.stop_event.is_set():
                     break
+                if self._source_problem is not None:
+                    self._source_recovered()
                 # Numbered by the daemon, so a source switched at SIGHUP continues the ids.
                 rep = self.pipeline.step(dataclasses.replace(frame, frame_id=self.frames))
                 self.frames += 1
-                daemon_cfg = self.pipeline.cfg.daemon
-                wd = wd_interval if daemon_cfg.watchdog else None
-                if wd is not None and time.monotonic() - last_wd >= wd:
-                    self.notifier.watchdog()
-                    last_wd = time.monotonic()
-                if self.frames % daemon_cfg.status_every_frames == 0:
+                self._keep_alive()
+                if self.frames % self.pipeline.cfg.daemon.status_every_frames == 0:
                     self.notifier.status(self._status_line(rep))
-        except SourceError as exc:
-            log.error("source failed: %s", exc)
-            raise StartupError(str(exc)) from None
         finally:
             self.notifier.stopping()
             self._close_source()
@@ -261,10 +278,59 @@ class OnboardDaemon:
             log.info("stopped frames=%d emitted=%d", self.frames, self.pipeline.emitted)
         return 0
 
+    def _keep_alive(self) -> None:
+        """WATCHDOG=1 when due (systemd's WatchdogSec, and [daemon] watchdog on)."""
+        wd = self._wd_interval if self.pipeline.cfg.daemon.watchdog else None
+        if wd is not None and time.monotonic() - self._last_wd >= wd:
+            self.notifier.watchdog()
+            self._last_wd = time.monotonic()
+
+    # -- an unreadable source: degraded, reported, retried ---------------------------------------
+
+    def _source_failed(self, exc: Exception) -> None:
+        """Report the source unreadable (log once per state change, metric, STATUS), wait, retry."""
+        retry_s = self.pipeline.cfg.source.retry_s
+        detail = str(exc) if isinstance(exc, SourceError) else f"{type(exc).__name__}: {exc}"
+        self.metrics.source_failures.inc()
+        if self._source_problem is None:
+            log.error("source degraded: %s; on-car and cloud idle until it reads again (retry every %g s)",
+                      detail, retry_s, exc_info=not isinstance(exc, SourceError))
+            self.metrics.source_degraded.set(1)
+        else:
+            log.debug("source still unreadable: %s", detail)
+        self._source_problem = detail
+        self.notifier.status(f"DEGRADED: source unreadable: {detail}; retrying every {retry_s:g} s; "
+                             f"{self.frames} frames"[:400])
+        self._wait(retry_s)
+        self._close_frames()
+        self._frames = iter(self.source)  # the next frame opens the source afresh
+
+    def _source_recovered(self) -> None:
+        log.info("source readable again (was: %s)", self._source_problem)
+        self._source_problem = None
+        self.metrics.source_degraded.set(0)
+        self.notifier.status(f"source readable again; {self.frames} frames")
+
+    def _source_skipped(self, skipped: SkippedInput) -> None:
+        self.metrics.source_skipped.labels(reason=skipped.reason).inc()
+        log_skipped(skipped)
+
+    def _wait(self, seconds: float) -> None:
+        """Sleep up to ``seconds``, keeping the watchdog fed; a stop or a reload cuts it short."""
+        end = time.monotonic() + seconds
+        while not self.stop_event.is_set() and self._pending is None:
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            self.stop_event.wait(min(left, 0.25))
+            self._keep_alive()
+
     # -- parts that a reload can replace ---------------------------------------------------------
 
     def _open_source(self, cfg: OnboardConfig, tasks: tuple[OnboardTask, ...]) -> FrameSourceBase:
-        return checked_source(cfg, tasks, self.clock, self.stop_event, self.config_path)
+        source = checked_source(cfg, tasks, self.clock, self.stop_event, self.config_path)
+        source.on_skip = self._source_skipped
+        return source
 
     def _switch_source(self, new: FrameSourceBase) -> None:
         """Close the running source (its device or file is released first) and read from ``new``."""
@@ -272,9 +338,12 @@ class OnboardDaemon:
         self.source, self._frames = new, iter(new)
         log.info("source now %s (frames continue from %d)", new.cfg.kind, self.frames)
 
-    def _close_source(self) -> None:
+    def _close_frames(self) -> None:
         if self._frames is not None and hasattr(self._frames, "close"):
             self._frames.close()  # a generator paused mid-file: its files close now
+
+    def _close_source(self) -> None:
+        self._close_frames()
         if self.source is not None:
             self.source.close()
 

@@ -37,6 +37,26 @@ class OnboardMetrics:
             "carlink_onboard_encode_ms", "resize + encode time of one frame's uploads", buckets=_MS_BUCKETS, registry=r,
         )
         self.uploads = Counter("carlink_onboard_uploads", "upload outcomes", ["status"], registry=r)
+        # What went wrong around the pipeline: nothing of it stops the daemon, all of it is counted.
+        self.source_skipped = Counter(
+            "carlink_onboard_source_skipped", "source input skipped (corrupt_record, undecodable_image, unreadable_file)",
+            ["reason"], registry=r,
+        )
+        self.source_degraded = Gauge(
+            "carlink_onboard_source_degraded", "1 while the frame source cannot be read (retrying), else 0", registry=r,
+        )
+        self.source_failures = Counter(
+            "carlink_onboard_source_failures", "attempts to read the frame source that failed", registry=r,
+        )
+        self.cloud_refused = Gauge(
+            "carlink_onboard_cloud_refused", "1 while the cloud refuses the car's calls (authentication), else 0",
+            registry=r,
+        )
+        self.cloud_refusals = Counter(
+            "carlink_onboard_cloud_refusals", "calls the cloud refused (UNAUTHENTICATED, PERMISSION_DENIED)",
+            ["code"], registry=r,
+        )
+        self.sink_errors = Counter("carlink_onboard_sink_errors", "results the sink failed to write", registry=r)
         self._server = None
 
     def set_choice(self, task: str, options: list[str], chosen: str) -> None:

@@ -1,0 +1,206 @@
+"""Issue 15 on the daemon: a corrupt or unreadable frame source never ends it; it skips, counts,
+logs, reports itself degraded and recovers. Real `carlink onboard run` processes, real TFRecords
+(records of the real 1 Hz Waymo sequences, written with datasets/tfrecord.py, then corrupted)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from carlink.datasets.tf_example_pb2 import Example
+from carlink.datasets.tfrecord import FOOTER_BYTES, HEADER_BYTES, TFRecordReader, TFRecordWriter
+from carlink.onboard.config import SourceConfig
+from carlink.onboard.sources import SkippedInput, open_source
+from carlink.clock import VirtualClock
+
+from onboard_testkit import free_port, wait_for, write_profile
+
+
+@dataclass
+class Corrupted:
+    path: Path
+    offsets: list[int]  # byte offset of each record's header
+    good: set[int]  # records that must come through
+
+
+def write_corrupted(path: Path, source: Path, n: int = 6) -> Corrupted:
+    """``n`` real records; record 2's data CRC broken, record 4's image replaced by bytes that are
+    no JPEG (the record itself is valid), the file cut inside record 5."""
+    records = [r.data for r in TFRecordReader(source)][:n]
+    example = Example()
+    example.ParseFromString(records[4])
+    example.features.feature["image/encoded"].bytes_list.value[0] = b"\xff\xd8 not a jpeg at all"
+    records[4] = example.SerializeToString()
+    offsets, pos = [], 0
+    with TFRecordWriter(path) as w:
+        for r in records:
+            offsets.append(pos)
+            w.write(r)
+            pos += HEADER_BYTES + len(r) + FOOTER_BYTES
+    data = bytearray(path.read_bytes())
+    data[offsets[2] + HEADER_BYTES + 100] ^= 0xFF  # inside record 2's data: its CRC no longer matches
+    del data[offsets[5] + HEADER_BYTES + 50:]  # record 5 ends early
+    path.write_bytes(bytes(data))
+    return Corrupted(path, offsets, {0, 1, 3})
+
+
+def test_source_skips_bad_records_and_images_naming_file_record_and_offset(tmp_path, tf_example_files):
+    bad = write_corrupted(tmp_path / "bad.tfrecord", tf_example_files[0])
+    src = open_source(SourceConfig(kind="tf-example", path=str(bad.path), realtime=False), VirtualClock(), {"FRONT"})
+    skipped: list[SkippedInput] = []
+    src.on_skip = skipped.append
+    src.check()
+    frames = list(src)
+    assert [int(f.origin.rsplit("#", 1)[1]) for f in frames] == sorted(bad.good)
+    got = {(s.record, s.offset, s.reason) for s in skipped}
+    assert got == {(2, bad.offsets[2], "corrupt_record"), (4, bad.offsets[4], "undecodable_image"),
+                   (5, bad.offsets[5], "corrupt_record")}
+    assert all(s.path == str(bad.path) for s in skipped)
+
+
+# -- real daemon processes ------------------------------------------------------------------------
+
+def _config(tmp_path: Path, source: Path, metrics_port: int, sink: Path) -> Path:
+    profile = write_profile(tmp_path / "p.json", cameras=("FRONT",))
+    path = tmp_path / "c.toml"
+    path.write_text(
+        f'[daemon]\nprofile = "{profile}"\ndevice = "cpu"\nstatus_every_frames = 5\n'
+        f'[source]\nkind = "tf-example"\npath = "{source}"\nrealtime = false\nloop = true\nretry_s = 0.2\n'
+        f'[cloud]\naddress = "127.0.0.1:{free_port()}"\ninsecure = true\nping_interval_s = 0.5\n'
+        f'[estimator]\nprobe = false\n'
+        f'[sink]\npath = "{sink}"\ninclude_detections = false\n'
+        f'[metrics]\nport = {metrics_port}\n'
+    )
+    return path
+
+
+def _metric(port: int, name: str, labels: str = "") -> float | None:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    for line in text.splitlines():
+        if line.startswith(name + (labels or " ")) or (not labels and line.startswith(name + "{")):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+class _Daemon:
+    """`carlink onboard run` with a notify socket; stderr collected into a file (no pipe to fill)."""
+
+    def __init__(self, tmp_path: Path, config: Path) -> None:
+        self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.notify.bind(str(tmp_path / "notify.sock"))
+        self.notify.settimeout(0.1)
+        self.messages: list[str] = []
+        self.err_path = tmp_path / "stderr.log"
+        env = {**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify.sock"), "OMP_NUM_THREADS": "1"}
+        env.pop("WATCHDOG_USEC", None)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "carlink.cli", "--log-level", "INFO", "onboard", "run", "--config", str(config),
+             "--log-json"], env=env, stdout=subprocess.DEVNULL, stderr=self.err_path.open("wb"))
+
+    def saw(self, pred) -> bool:
+        while True:
+            try:
+                self.messages.append(self.notify.recv(4096).decode())
+            except (socket.timeout, BlockingIOError):
+                break
+        return any(pred(m) for m in self.messages)
+
+    def logs(self) -> list[dict]:
+        return [json.loads(line) for line in self.err_path.read_text().splitlines() if line.startswith("{")]
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=20)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+            self.notify.close()
+
+
+def _sink_records(sink: Path) -> list[dict]:
+    return [json.loads(line) for line in sink.read_text().splitlines()] if sink.exists() else []
+
+
+def test_daemon_skips_corrupt_records_and_keeps_running(tmp_path, tf_example_files):
+    bad = write_corrupted(tmp_path / "bad.tfrecord", tf_example_files[0])
+    port, sink = free_port(), tmp_path / "out.jsonl"
+    daemon = _Daemon(tmp_path, _config(tmp_path, bad.path, port, sink))
+    try:
+        assert wait_for(lambda: daemon.saw(lambda m: "READY=1" in m), 120), daemon.err_path.read_text()[-3000:]
+        # Two rounds of the looped file: each bad record met twice, and still running.
+        assert wait_for(lambda: len(_sink_records(sink)) >= 2 * len(bad.good), 60)
+        assert daemon.proc.poll() is None
+        assert _metric(port, "carlink_onboard_source_skipped_total", '{reason="corrupt_record"}') >= 2
+        assert _metric(port, "carlink_onboard_source_skipped_total", '{reason="undecodable_image"}') >= 1
+        assert _metric(port, "carlink_onboard_source_degraded") == 0
+    finally:
+        rc = daemon.stop()
+    assert rc == 0, daemon.err_path.read_text()[-3000:]
+    origins = {r["origin"] for r in _sink_records(sink)}
+    assert origins == {f"{bad.path}#{i}" for i in bad.good}
+    skipped = [r["msg"] for r in daemon.logs() if r["msg"].startswith("source skipped")]
+    for i in (2, 4, 5):
+        assert any(f"{bad.path}: record {i} at byte offset {bad.offsets[i]}:" in m for m in skipped), skipped
+
+
+def test_unreadable_source_is_a_degraded_state_reported_and_retried(tmp_path, tf_example_files):
+    good_bytes = tf_example_files[0].read_bytes()
+    scene = tmp_path / "scene.tfrecord"
+    scene.write_bytes(good_bytes)
+    port, sink = free_port(), tmp_path / "out.jsonl"
+    daemon = _Daemon(tmp_path, _config(tmp_path, scene, port, sink))
+    try:
+        assert wait_for(lambda: daemon.saw(lambda m: "READY=1" in m), 120), daemon.err_path.read_text()[-3000:]
+        assert wait_for(lambda: len(_sink_records(sink)) >= 5, 60)
+        # The file turns into something that is no TFRecord (what check-config and start-up accepted).
+        tmp = tmp_path / "garbage"
+        tmp.write_bytes(b"this is not a TFRecord file\n" * 100)
+        tmp.replace(scene)
+        assert wait_for(lambda: daemon.saw(lambda m: m.startswith("STATUS=DEGRADED: source unreadable")), 60), \
+            daemon.messages[-5:]
+        assert _metric(port, "carlink_onboard_source_degraded") == 1
+        assert wait_for(lambda: _metric(port, "carlink_onboard_source_failures_total") >= 2, 30), "retried"
+        assert daemon.proc.poll() is None, "still running"
+        n_degraded = len(_sink_records(sink))
+        tmp.write_bytes(good_bytes)
+        tmp.replace(scene)
+        assert wait_for(lambda: daemon.saw(lambda m: "STATUS=source readable again" in m), 60)
+        assert wait_for(lambda: len(_sink_records(sink)) > n_degraded + 3, 60), "frames flow again"
+        assert _metric(port, "carlink_onboard_source_degraded") == 0
+    finally:
+        rc = daemon.stop()
+    assert rc == 0
+    errors = [r for r in daemon.logs() if r["level"] == "ERROR"]
+    degraded = [r for r in errors if r["msg"].startswith("source degraded")]
+    assert len(degraded) == 1, "one error line per state change, not one per retry"
+    assert str(scene) in degraded[0]["msg"] and "not a TFRecord" in " ".join(r["msg"] for r in daemon.logs())
+    ids = [r["frame_id"] for r in _sink_records(sink)]
+    assert ids == list(range(len(ids)))
+
+
+@pytest.mark.parametrize("content, problem", [
+    (b"frame_id,time\n1,0.0\n" * 20, "not a TFRecord file"),
+    (b"", "no readable tf-example record"),
+])
+def test_check_config_refuses_a_source_that_is_not_a_tfrecord(tmp_path, content, problem):
+    scene = tmp_path / "scene.tfrecord"
+    scene.write_bytes(content)
+    config = _config(tmp_path, scene, 0, tmp_path / "out.jsonl")
+    for command in (["check-config", str(config)], ["run", "--config", str(config)]):
+        proc = subprocess.run([sys.executable, "-m", "carlink.cli", "onboard", *command], capture_output=True,
+                              text=True, timeout=120)
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.startswith(f"carlink: error: {config}: source: {scene}") and problem in proc.stderr
+        assert "Traceback" not in proc.stderr
