@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import importlib
+import json
+import os
+import re
 import shutil
 import subprocess
 import sys
+import time
+import tomllib
 import zipfile
 from pathlib import Path
 
@@ -45,15 +50,20 @@ def _source_modules() -> set[str]:
     return {p for p in found if "__pycache__" not in p}
 
 
-@pytest.fixture(scope="module")
-def built_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    src = tmp_path_factory.mktemp("src")
+def _copy_source_tree(dest: Path) -> Path:
+    """What the distribution is built from, without build leftovers (a build writes into it)."""
     ignore = shutil.ignore_patterns(".git", ".venv", "__pycache__", "build", "dist", "*.egg-info",
                                     ".pytest_cache", ".hypothesis")
     for name in ("pyproject.toml", "README.md"):
-        shutil.copy2(REPO / name, src / name)
+        shutil.copy2(REPO / name, dest / name)
     for folder in ("carlink", *FOLDERS):
-        shutil.copytree(REPO / folder, src / folder, ignore=ignore)
+        shutil.copytree(REPO / folder, dest / folder, ignore=ignore)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def built_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    src = _copy_source_tree(tmp_path_factory.mktemp("src"))
     out = tmp_path_factory.mktemp("wheel")
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
@@ -89,3 +99,89 @@ def test_every_folder_imports_from_the_wheel(built_wheel: Path, tmp_path: Path) 
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "ok"
+
+
+# -- a plain install: `pip install .` without extras, then the default paths ----------------------
+
+ONLY_IN_EXTRAS = ("pulp", "pyscipopt", "torchvision")  # what carlink[baselines,solvers,torchvision] add
+
+
+@pytest.fixture(scope="module")
+def plain_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh virtual environment (no system site-packages, which would hide a missing
+    dependency) with `python3 -m pip install <copy of the tree>` and no extras. pip reads the
+    same configuration (index, find-links) as the install the tests themselves run in."""
+    root = tmp_path_factory.mktemp("plain")
+    src = root / "src"
+    src.mkdir()
+    _copy_source_tree(src)
+    venv = root / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True)
+    start = time.monotonic()
+    res = subprocess.run([str(venv / "bin" / "python3"), "-m", "pip", "install", "-q", str(src)],
+                         capture_output=True, text=True, timeout=1500, env=_venv_env(venv))
+    assert res.returncode == 0, f"pip install (no extras) failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
+    print(f"plain install took {time.monotonic() - start:.0f} s")
+    return venv
+
+
+def _venv_env(venv: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME")}
+    env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def _carlink(venv: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    res = subprocess.run([str(venv / "bin" / "carlink"), *args], cwd=cwd, capture_output=True, text=True,
+                         timeout=900, env=_venv_env(venv))
+    # Every command group loads: none is dropped for a missing dependency.
+    assert "commands are unavailable" not in res.stderr, res.stderr
+    return res
+
+
+def test_plain_install_leaves_the_extras_out(plain_venv: Path) -> None:
+    code = f"import importlib.util as u; print([m for m in {ONLY_IN_EXTRAS!r} if u.find_spec(m)])"
+    res = subprocess.run([str(plain_venv / "bin" / "python3"), "-c", code], capture_output=True, text=True,
+                         env=_venv_env(plain_venv))
+    assert res.stdout.strip() == "[]", res.stdout + res.stderr
+
+
+def test_plain_install_runs_the_demo_replay(plain_venv: Path, tmp_path: Path) -> None:
+    res = _carlink(plain_venv, tmp_path, "replay")
+    assert res.returncode == 0, res.stderr[-3000:]
+    summary = json.loads((tmp_path / "replay-out" / "summary.json").read_text())
+    assert "carlink" in summary["policies"]
+
+
+def test_plain_install_allocates_and_names_the_extra_a_baseline_needs(plain_venv: Path, tmp_path: Path) -> None:
+    res = _carlink(plain_venv, tmp_path, "allocate", "--bandwidth", "10", "--rtt", "30")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "expected utility" in res.stdout
+    res = _carlink(plain_venv, tmp_path, "allocate", "--bandwidth", "10", "--rtt", "30", "--solver", "pulp")
+    assert res.returncode == 2
+    assert res.stderr.startswith("carlink: error: ") and "pip install 'carlink[baselines]'" in res.stderr
+
+
+def _example_config_in(root: Path, scene: Path) -> tuple[Path, dict]:
+    """onboard/example.toml with every absolute path moved under ``root``; the profile it names
+    is the shipped default profile and its scene the real Waymo frame."""
+    text = re.sub(r'"(/[^"]*)"', lambda m: json.dumps(str(root / m.group(1).lstrip("/"))),
+                  (REPO / "onboard" / "example.toml").read_text())
+    config = root / "example.toml"
+    config.write_text(text)
+    cfg = tomllib.loads(text)
+    profile, source = Path(cfg["daemon"]["profile"]), Path(cfg["source"]["path"])
+    for path in (profile, source):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(REPO / "carlink" / "profiles" / "default.json", profile)
+    source.symlink_to(scene)
+    return config, cfg
+
+
+def test_plain_install_checks_the_example_config(plain_venv: Path, tmp_path: Path, waymo_frame_file: Path) -> None:
+    config, cfg = _example_config_in(tmp_path, waymo_frame_file)
+    res = _carlink(plain_venv, tmp_path, "onboard", "check-config", str(config))
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert f"{config}: OK" in res.stdout
+    for task in cfg["tasks"]:
+        assert f"task {task['name']}: camera {task['camera']}" in res.stdout
