@@ -115,11 +115,12 @@ def build_config(args: argparse.Namespace):
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from .logs import configure_json_logging
+    from carlink.logs import configure_json_logging
+
     from .server import InferenceServer, ServerSetupError
 
     config = build_config(args)
-    configure_json_logging(logging.DEBUG if args.access_log else logging.INFO)
+    configure_json_logging("carlink.cloud", logging.DEBUG if args.access_log else logging.INFO)
     try:
         server = InferenceServer(config)
         server.start()

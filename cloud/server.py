@@ -27,17 +27,18 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from carlink.detection import Detection
+from carlink.logs import event
 from carlink.proto import inference_pb2 as pb
 from carlink.proto import inference_pb2_grpc as pb_grpc
+from carlink.secrets import CredentialError, read_token_file
 from carlink.wire import detections_to_proto, unix_us
 from carlink.zoo.base import Detector
 
 from .batching import DeadlineExpired, JobResult, ModelRunner, RunnerClosed
 from .config import ServerConfig
 from .decode import BadImage, DecodeLimits, PayloadTooLarge, check_header, decode
-from .logs import event
 from .metrics import ServerMetrics
-from .security import BearerTokenInterceptor, read_token, server_credentials
+from .security import BearerTokenInterceptor, server_credentials
 
 log = logging.getLogger("carlink.cloud.server")
 
@@ -280,7 +281,11 @@ class InferenceServer:
         self._stopped = threading.Event()
         interceptors = []
         if config.token_file is not None:
-            interceptors.append(BearerTokenInterceptor(read_token(config.token_file)))
+            try:
+                token = read_token_file(config.token_file, log)
+            except CredentialError as exc:
+                raise ServerSetupError(f"--token-file {exc}") from None
+            interceptors.append(BearerTokenInterceptor(token, on_refused=self._refused))
         # Threads beyond the concurrency limit, so excess calls reach the handler and hear
         # RESOURCE_EXHAUSTED instead of waiting; gRPC itself sheds load far beyond that.
         threads = config.max_concurrency + 8
@@ -297,6 +302,11 @@ class InferenceServer:
         reflection.enable_server_reflection(
             (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
             self._server)
+
+    def _refused(self, method: str, code: grpc.StatusCode, reason: str, peer: str) -> None:
+        """A call refused by authentication: counted and logged (never with the token presented)."""
+        self.metrics.refused.labels(method, code.name, reason).inc()
+        event(log, logging.WARNING, "refused", method=method, code=code.name, reason=reason, peer=peer)
 
     @property
     def address(self) -> str:

@@ -41,29 +41,13 @@ def register_run(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> 
     c.set_defaults(func=_check)
 
 
-class JsonLogFormatter(logging.Formatter):
-    """time, level, logger, message, and key=value pairs of the message as fields."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        msg = record.getMessage()
-        out = {"time": round(record.created, 3), "level": record.levelname, "logger": record.name, "msg": msg}
-        for part in msg.split():
-            key, eq, value = part.partition("=")
-            if eq and key.isidentifier() and key not in out:
-                out[key] = value
-        if record.exc_info:
-            out["exc"] = self.formatException(record.exc_info)
-        return json.dumps(out)
-
-
 def _run(args: argparse.Namespace) -> int:
     from carlink.onboard.daemon import OnboardDaemon, StartupError
 
     if getattr(args, "log_json", False):
-        for handler in logging.getLogger().handlers or [logging.StreamHandler()]:
-            handler.setFormatter(JsonLogFormatter())
-            if handler not in logging.getLogger().handlers:
-                logging.getLogger().addHandler(handler)
+        from carlink.logs import configure_json_logging
+
+        configure_json_logging()  # every logger's records, at the --log-level threshold
 
     daemon = OnboardDaemon(args.config)
     daemon.install_signal_handlers()

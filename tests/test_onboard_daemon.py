@@ -87,7 +87,7 @@ def test_systemd_notify_reload_and_sigterm(tmp_path):
     err = proc.stderr.read().decode()
     assert rc == 0, err
     logs = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
-    assert any(r["msg"].startswith("started") for r in logs), err[-2000:]
+    assert any(r["event"].startswith("started") for r in logs), err[-2000:]
     per_frame = [r for r in logs if r["logger"] == "carlink.onboard.estimate"]
     assert per_frame and all("bandwidth_bps" in r and "rtt_ms" in r for r in per_frame)
     assert stop_s < 2.0, f"SIGTERM took {stop_s:.2f} s"
