@@ -13,8 +13,14 @@ from pathlib import Path
 from carlink.replay.evaluation import EmptyFrameRule
 from carlink.replay.profiling.options import DEFAULT_OPTIONS
 
-DEFAULT_CLOUD_MODELS = "hog-default,hog-daimler"
-DEFAULT_ONBOARD = "hog-default-fast"
+DEFAULT_ONBOARD = "yolo-fastest-1.1-320x320"
+
+
+def default_cloud_models(onboard: str = DEFAULT_ONBOARD) -> tuple[str, ...]:
+    """Every Darknet variant of the zoo but the on-car model (the cloud's staircase)."""
+    from carlink.zoo.darknet import VARIANTS
+
+    return tuple(name for name in VARIANTS if name != onboard)
 
 _RUN_EPILOG = """\
 Utility is AP@0.5 (replay/evaluation.py) of each model's detections on the decoded image
@@ -110,14 +116,17 @@ def register_profile(sub: "argparse._SubParsersAction[argparse.ArgumentParser]")
                      help="cameras to profile, comma-separated (FRONT,FRONT_LEFT,...; FRONT@640x640 picks "
                           "one image size of a camera), or 'all': every camera with an image and a label "
                           "of the measured class (default: all)")
-    run.add_argument("--models", default=DEFAULT_CLOUD_MODELS,
-                     help="cloud models from the zoo, comma-separated (default: %(default)s; see "
-                          "`carlink models list`)")
+    run.add_argument("--models",
+                     help="cloud models from the zoo, comma-separated (default: every Darknet variant "
+                          "but the on-car model; see `carlink models list`)")
     run.add_argument("--onboard", default=DEFAULT_ONBOARD,
                      help="the on-car model of every task (default: %(default)s)")
     run.add_argument("--options", default=DEFAULT_OPTIONS,
                      help="transports: resize targets and codecs to cross, and/or RESIZE:CODEC pairs, "
                           "comma-separated (default: %(default)s)")
+    run.add_argument("--backend", default="auto",
+                     help="zoo backend the models run on, e.g. opencv or torch for the Darknet family "
+                          "(default: %(default)s, the model's own default)")
     run.add_argument("--as-cameras", metavar="LIST",
                      help="write the one measured task under each of these cameras (measured once), "
                           "e.g. FRONT,FRONT_LEFT,FRONT_RIGHT,SIDE_LEFT,SIDE_RIGHT")
@@ -185,7 +194,8 @@ def _run(args: argparse.Namespace) -> int:
 
     try:
         transports = parse_options(args.options)
-        models = tuple(dict.fromkeys(m.strip() for m in args.models.split(",") if m.strip()))
+        models = (default_cloud_models(args.onboard) if args.models is None else
+                  tuple(dict.fromkeys(m.strip() for m in args.models.split(",") if m.strip())))
         if not models:
             raise ProfilerError("--models names no model")
         config = ProfileConfig(
@@ -193,7 +203,8 @@ def _run(args: argparse.Namespace) -> int:
             tasks=parse_tasks(args.tasks), deadline_ms=args.deadline_ms, weight=args.weight,
             window_frames=args.window, empty_frames=EmptyFrameRule(args.empty_frames),
             max_frames=args.max_frames, description=args.description,
-            as_cameras=parse_cameras(args.as_cameras) if args.as_cameras is not None else None)
+            as_cameras=parse_cameras(args.as_cameras) if args.as_cameras is not None else None,
+            backend=args.backend.strip().lower())
         if args.runtime_backend and not args.runtime_table:
             raise ProfilerError("--runtime-backend needs --runtime-table")
         table = RuntimeTable.load(args.runtime_table, args.runtime_backend) if args.runtime_table else None
@@ -259,4 +270,4 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["register_profile", "DEFAULT_CLOUD_MODELS", "DEFAULT_ONBOARD"]
+__all__ = ["register_profile", "default_cloud_models", "DEFAULT_ONBOARD"]

@@ -20,7 +20,7 @@ from carlink.detection import WaymoClass
 from carlink.onboard.encoder import encode_image
 from carlink.onboard.pipeline import encode_spec
 from carlink.profile import ProfileError, load_profile, parse_profile
-from carlink.replay.evaluation import Label, frame_ap
+from carlink.replay.evaluation import Label, frame_ap, match_frame, set_ap
 from carlink.replay.profile_cli import register_profile
 from carlink.replay.profiling import (
     ProfileConfig,
@@ -30,6 +30,7 @@ from carlink.replay.profiling import (
     checkpoint_path,
     format_options,
     load_frames,
+    parse_cameras,
     parse_options,
     parse_tasks,
     run_profile,
@@ -322,3 +323,112 @@ def test_shipped_default_profile_is_real_and_says_where_it_came_from(data_dir):
     front = profile.tasks[0]
     assert front.image_size == (640, 640) and len(front.frames) == 60 and len({o.resize for o in front.options}) == 3
     assert profile.to_tasks()  # the allocator can use it
+
+
+# --- several classes, TURBO's grid, camera slots, bench tables ------------------------------------
+
+ON_CAR_CNN = "yolo-fastest-1.1-320x320"
+CLOUD_CNN = "yolo-fastest-1.1-416x416"
+
+
+@pytest.fixture(scope="module")
+def cnn_profile(busy_scene, tmp_path_factory):
+    """The real Darknet detectors (vehicle, pedestrian, cyclist) on two busy downtown frames,
+    TURBO's transports, written as three camera slots."""
+    out = tmp_path_factory.mktemp("cnn") / "cnn.json"
+    cfg = _config(busy_scene, models=(CLOUD_CNN,), onboard=ON_CAR_CNN, options="input:png,native:jpeg90",
+                  max_frames=2, as_cameras=("FRONT", "SIDE_LEFT", "SIDE_RIGHT"), backend="opencv")
+    profile, result = run_profile(cfg, out, progress_bar=False)
+    assert (result.measured, result.reused) == (2 * 3, 0)
+    return profile
+
+
+def test_utility_is_the_mean_ap_over_the_classes_present(cnn_profile, busy_scene):
+    classes = (WaymoClass.VEHICLE, WaymoClass.PEDESTRIAN, WaymoClass.CYCLIST)
+    assert cnn_profile.metric == "AP50 (mean over vehicle, pedestrian, cyclist present)"
+    task = cnn_profile.tasks[0]
+    assert task.classes == ["vehicle", "pedestrian", "cyclist"]
+    frames = list(read_frames(busy_scene))[:2]
+    model = get_model(ON_CAR_CNN, backend="opencv")
+    matches = []
+    for k, fr in enumerate(frames):
+        labels = [Label(lab.box, lab.type) for lab in fr.labels[1]]
+        dets = model.detect(fr.image(1).decode())
+        res = frame_ap(labels, dets, classes)
+        assert len(res.per_class) >= 2  # the busy scene has vehicles and pedestrians in every frame
+        assert task.on_car.utilities[k] == pytest.approx(np.mean(list(res.per_class.values())), abs=1e-6)
+        assert task.frames[k].labels == sum(1 for lab in fr.labels[1] if lab.type in classes)
+        matches.append(match_frame(labels, dets, classes))
+    # the aggregate: per class AP of the pooled detections, then the mean over classes with labels
+    pooled = set_ap(matches)
+    assert task.on_car.utility == pytest.approx(np.mean(list(pooled.per_class.values())), abs=1e-6)
+    assert task.on_car.utility != pytest.approx(np.mean(task.on_car.utilities), abs=1e-6)
+
+
+def test_input_resize_is_the_models_input_size(cnn_profile):
+    by_id = {o.id: o for o in cnn_profile.tasks[0].options}
+    assert set(by_id) == {f"{CLOUD_CNN}-input-png", f"{CLOUD_CNN}-native-jpeg90"}
+    assert by_id[f"{CLOUD_CNN}-input-png"].resize == (416, 416) and by_id[f"{CLOUD_CNN}-native-jpeg90"].resize is None
+    assert by_id[f"{CLOUD_CNN}-input-png"].resize_rule == "input"
+    # the model sees its input size either way: the native JPEG differs only by compression
+    for o in by_id.values():
+        assert 0 < o.utility <= 1
+    with pytest.raises(ProfilerError, match="model hog-default-fast has no fixed input size"):
+        _config("x", options="input:png").options()
+
+
+def test_one_measured_task_is_written_under_each_camera(cnn_profile):
+    names = [(t.name, t.camera) for t in cnn_profile.tasks]
+    assert names == [("FRONT", "FRONT"), ("SIDE_LEFT", "SIDE_LEFT"), ("SIDE_RIGHT", "SIDE_RIGHT")]
+    first = cnn_profile.tasks[0]
+    for t in cnn_profile.tasks[1:]:  # measured once: the same frames (by frame id) and numbers
+        assert t.model_copy(update={"name": "FRONT", "camera": "FRONT"}) == first
+    assert "--as-cameras FRONT,SIDE_LEFT,SIDE_RIGHT" in cnn_profile.provenance.command
+    assert cnn_profile.to_tasks()[2].camera == "SIDE_RIGHT"
+    with pytest.raises(ProfilerError, match="--as-cameras names FRONT twice"):
+        parse_cameras("FRONT,front")
+    with pytest.raises(ProfilerError, match="unknown camera 'BACK'"):
+        parse_cameras("FRONT,BACK")
+
+
+def test_as_cameras_needs_exactly_one_measured_task(waymo_frame_file, tmp_path):
+    cfg = _config(str(waymo_frame_file), tasks=("FRONT", "FRONT_LEFT"), options="x0.1,jpeg50",
+                  as_cameras=("FRONT", "SIDE_LEFT"))
+    with pytest.raises(ProfilerError, match="2 tasks were selected \\(FRONT, FRONT_LEFT\\); choose one with --tasks"):
+        run_profile(cfg, tmp_path / "p.json", progress_bar=False)
+
+
+BENCH = """model,resize,runtime_ms_p50,runtime_ms_p99,batch,backend,device,hardware,images_per_s
+{m},*,6,9,1,opencv,cpu,Test CPU (2 cores),160
+{m},*,30,41,8,opencv,cpu,Test CPU (2 cores),260
+{m},*,7,10,1,torch,cpu,Test CPU (2 cores),140
+"""
+
+
+def test_runtime_table_as_models_bench_writes_it(busy_scene, tmp_path):
+    path = tmp_path / "bench.csv"
+    path.write_text(BENCH.format(m=MODEL))
+    with pytest.raises(ProfilerError, match="listed twice \\(several backends or devices: pick one with --runtime-backend\\)"):
+        RuntimeTable.load(path)
+    table = RuntimeTable.load(path, backend="opencv")  # batch-1 rows only; extra columns ignored
+    assert table.lookup(MODEL, "x0.5") == table.lookup(MODEL, "native") and table.lookup(MODEL, "native").p99 == 9
+    assert table.hardware() == ["Test CPU (2 cores)"]
+    out = tmp_path / "p.json"
+    argv = ["profile", "run", busy_scene, "--tasks", "FRONT", "--models", MODEL, "--onboard", MODEL,
+            "--options", "x0.25,jpeg75", "--max-frames", "1", "--runtime-table", str(path),
+            "--runtime-backend", "torch", "-o", str(out), "--no-progress"]
+    assert _cli(argv) == 0
+    profile = load_profile(out)
+    assert profile.provenance.runtime["hardware"] == ["Test CPU (2 cores)"]
+    assert (profile.tasks[0].options[0].runtime_ms_p50, profile.tasks[0].on_car.runtime_ms_p99) == (7.0, 10.0)
+    assert "--runtime-backend torch" in profile.provenance.command
+    path.write_text(BENCH.format(m=MODEL).replace(",1,opencv", ",one,opencv"))
+    with pytest.raises(ProfilerError, match="row 2: batch must be a whole number, got 'one'"):
+        RuntimeTable.load(path)
+    with pytest.raises(CommandError, match="--runtime-backend needs --runtime-table"):
+        _cli(argv[:argv.index("--runtime-table")] + ["--runtime-backend", "torch", "-o", str(out)])
+
+
+def test_measured_runtimes_name_the_hardware(measured):
+    _, doc = measured
+    assert doc["provenance"]["runtime"]["hardware"].endswith(" CPUs")

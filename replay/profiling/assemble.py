@@ -93,12 +93,12 @@ def _as_cameras(tasks: list[TaskProfile], cameras: tuple[str, ...] | None) -> li
     return [task.model_copy(update={"name": cam, "camera": cam}) for cam in cameras]
 
 
-def _runtime_provenance(table: RuntimeTable | None) -> dict:
+def _runtime_provenance(table: RuntimeTable | None, backend: str) -> dict:
     if table is not None:
         return {"kind": "table", "path": table.source, "sha256": table.sha256,
                 "hardware": table.hardware() or "not stated in the table"}
     return {"kind": "measured", "hardware": this_hardware(), "machine": platform.machine(),
-            "opencv_threads": cv2.getNumThreads(),
+            "backend": backend, "opencv_threads": cv2.getNumThreads(),
             "cloud_runtime": "payload decode + detect", "on_car_runtime": "detect"}
 
 
@@ -127,6 +127,6 @@ def assemble(
         data=scene_provenance(config.scenes, frames), empty_frame_rule=config.empty_frames.value,
         aggregate="per class, AP with detections pooled over the frames (COCO style), then the mean over "
                   "the classes with a label there; not a mean of frame APs",
-        window_frames=config.window_frames, runtime=_runtime_provenance(table),
+        window_frames=config.window_frames, runtime=_runtime_provenance(table, config.backend),
         software={"carlink": carlink_version, "opencv": cv2.__version__}, skipped_tasks=list(skipped))
     return Profile(version=VERSION, description=description, metric=metric, provenance=provenance, tasks=tasks)

@@ -32,6 +32,7 @@ class ProfileConfig:
     max_frames: int | None = None  # per scene file, the first N frames (for quick runs)
     description: str = ""
     as_cameras: tuple[str, ...] | None = None  # write the one measured task under these cameras
+    backend: str = "auto"  # the zoo backend the models run on (darknet: opencv or torch)
 
     def options(self) -> list[OptionSpec]:
         """Every cloud model with every transport; ``input`` needs a model with an input size."""
@@ -61,6 +62,7 @@ class ProfileConfig:
             "scenes": list(self.scenes),
             "models": list(self.models),
             "onboard": self.onboard,
+            "backend": self.backend,
             "options": [t.label for t in self.transports],
             "classes": [c.label for c in self.classes()],
             "tasks": None if self.tasks is None else list(self.tasks),

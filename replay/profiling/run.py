@@ -32,6 +32,8 @@ def command_line(config: ProfileConfig, output: str, table: RuntimeTable | None,
              "--window", str(config.window_frames), "--empty-frames", config.empty_frames.value]
     if config.as_cameras is not None:
         parts += ["--as-cameras", ",".join(config.as_cameras)]
+    if config.backend != "auto":
+        parts += ["--backend", config.backend]
     if config.max_frames is not None:
         parts += ["--max-frames", str(config.max_frames)]
     if table is not None:
