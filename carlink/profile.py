@@ -66,10 +66,11 @@ import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from carlink.detection import WaymoClass
 from carlink.tasks import Option, Task
+from carlink.validation import StrictModel, problems
 
 SCHEMA = "carlink.profile"
 VERSION = 2  # what carlink writes
@@ -77,6 +78,8 @@ SUPPORTED_VERSIONS = (1, 2)  # what it reads
 EXAMPLE_PROFILE = Path(__file__).resolve().parent / "profiles" / "example.json"
 # Measured with `carlink profile run` on the real frames of shared/data (see its provenance).
 DEFAULT_PROFILE = Path(__file__).resolve().parent / "profiles" / "default.json"
+# The same measurement on the held-out sequences: replay's per-frame ground truth, never a plan.
+EVALUATION_PROFILE = Path(__file__).resolve().parent / "profiles" / "evaluation.json"
 
 NonNeg = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 MaybeUtility = Annotated[float, Field(allow_inf_nan=False)] | None
@@ -87,11 +90,7 @@ class ProfileError(ValueError):
     """A profile file that cannot be read or does not follow the schema."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class OnCarProfile(_Strict):
+class OnCarProfile(StrictModel):
     """The task's on-car model: always run, zero bandwidth."""
 
     id: str = Field(default="on-car", min_length=1)
@@ -103,7 +102,7 @@ class OnCarProfile(_Strict):
     window_utilities: list[MaybeUtility] | None = None
 
 
-class OptionProfile(_Strict):
+class OptionProfile(StrictModel):
     """One cloud option: model x resize x codec, with its measured costs and utility."""
 
     id: str = Field(min_length=1)
@@ -134,17 +133,15 @@ class OptionProfile(_Strict):
         return self
 
 
-class FrameInfo(_Strict):
+class FrameInfo(StrictModel):
     """One profiled frame of a task: a stable id and its label count (of the measured classes)."""
 
     id: str = Field(min_length=1)
     labels: Annotated[int, Field(ge=0)] = 0
 
 
-class Provenance(BaseModel):
+class Provenance(StrictModel):
     """How a profile was made. ``command`` is required; the other keys are documented above."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     command: str = Field(min_length=1)
     on_car_model: str | None = None
@@ -159,7 +156,7 @@ class Provenance(BaseModel):
     skipped_tasks: list[str] | None = None
 
 
-class TaskProfile(_Strict):
+class TaskProfile(StrictModel):
     name: str = Field(min_length=1)
     camera: str = Field(min_length=1)
     deadline_ms: Positive
@@ -238,7 +235,7 @@ class TaskProfile(_Strict):
         return None
 
 
-class Profile(_Strict):
+class Profile(StrictModel):
     schema_: Literal["carlink.profile"] = Field(default=SCHEMA, alias="schema")
     version: Literal[1, 2]
     description: str = ""
@@ -246,7 +243,7 @@ class Profile(_Strict):
     provenance: Provenance | None = None
     tasks: list[TaskProfile]
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(populate_by_name=True)  # merged with StrictModel's
 
     def to_tasks(
         self,
@@ -318,26 +315,6 @@ def _json_text(value: Any, indent: int = 0) -> str:
     return json.dumps(value, allow_nan=False)
 
 
-def _describe_loc(raw: Any, loc: tuple[Any, ...]) -> str:
-    """``tasks[2] 'SIDE_LEFT' > options[4] 'frcnn-960' > payload_bytes_p95``: a pydantic error
-    location with the names of the tasks and options it passes through."""
-    parts = []
-    node = raw
-    for key in loc:
-        if isinstance(key, int):
-            label = f"[{key}]"
-            try:
-                node = node[key]
-                name = node.get("name") or node.get("id") if isinstance(node, dict) else None
-            except (IndexError, KeyError, TypeError):
-                name, node = None, None
-            parts[-1:] = [f"{parts[-1] if parts else ''}{label}" + (f" {name!r}" if name else "")]
-        else:
-            parts.append(str(key))
-            node = node.get(key) if isinstance(node, dict) else None
-    return " > ".join(parts) or "(top level)"
-
-
 def parse_profile(raw: Any, source: str = "<profile>") -> Profile:
     """Validate an already parsed JSON document."""
     if isinstance(raw, dict) and raw.get("version") not in (None, *SUPPORTED_VERSIONS) and isinstance(raw.get("version"), int):
@@ -346,8 +323,7 @@ def parse_profile(raw: Any, source: str = "<profile>") -> Profile:
     try:
         profile = Profile.model_validate(raw)
     except ValidationError as exc:
-        lines = [f"{_describe_loc(raw, tuple(e['loc']))}: {e['msg']}" for e in exc.errors()]
-        raise ProfileError(f"{source}: invalid profile:\n  " + "\n  ".join(lines)) from None
+        raise ProfileError(f"{source}: invalid profile:\n  " + "\n  ".join(problems(exc, raw))) from None
     try:
         profile.to_tasks()  # the Task rules (utility range, unique ids) checked at load time
     except ValueError as exc:
