@@ -54,7 +54,7 @@ def test_errors_name_task_option_and_key(example):
 def test_missing_key_unknown_key_and_codec_rules(example):
     bad = copy.deepcopy(example)
     del bad["tasks"][0]["deadline_ms"]
-    assert "tasks[0] 'FRONT' > deadline_ms" in _error(bad)
+    assert "tasks[0] 'FRONT'.deadline_ms: required key is missing" in _error(bad)
     bad = copy.deepcopy(example)
     bad["tasks"][0]["options"][0]["payload_byte_mean"] = 1
     assert "payload_byte_mean" in _error(bad)
@@ -105,4 +105,4 @@ def test_classes_and_frames_of_a_v2_task():
     bad = copy.deepcopy(raw)
     bad["tasks"][0]["classes"] = ["pedestrian", "unicorn"]
     msg = _error(bad)
-    assert f"tasks[0] '{raw['tasks'][0]['name']}' > classes" in msg and "unknown class 'unicorn'" in msg
+    assert f"tasks[0] '{raw['tasks'][0]['name']}'.classes" in msg and "unknown class 'unicorn'" in msg

@@ -200,7 +200,7 @@ def test_corrupt_or_wrong_version_profile_is_refused(measured, tmp_path):
     assert "utilities[0] = 1.5 is outside the utility range" in _error(bad)
     bad = json.loads(out.read_text())
     bad["provenance"]["comand"] = "typo"
-    assert "provenance > comand" in _error(bad)
+    assert "provenance.comand: unknown key" in _error(bad)
     cut = tmp_path / "cut.json"
     cut.write_text(out.read_text()[:500])
     with pytest.raises(ProfileError, match="not valid JSON"):
