@@ -8,19 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 
 from carlink.cli import CommandError
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
-    return value
+from carlink.cli_types import fraction, non_negative_float, positive_float
 
 
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -37,17 +27,17 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
         ),
     )
     p.add_argument("--profile", metavar="FILE", help="profile JSON (default: the shipped example profile)")
-    p.add_argument("--bandwidth", metavar="MBPS", type=_positive_float, required=True,
+    p.add_argument("--bandwidth", metavar="MBPS", type=non_negative_float, required=True,
                    help="uplink bandwidth estimate in Mbit/s")
-    p.add_argument("--rtt", metavar="MS", type=_positive_float, required=True, help="round-trip time in ms")
-    p.add_argument("--deadline", metavar="MS", type=_positive_float,
+    p.add_argument("--rtt", metavar="MS", type=non_negative_float, required=True, help="round-trip time in ms")
+    p.add_argument("--deadline", metavar="MS", type=positive_float,
                    help="use this deadline (ms after capture) for every task instead of the profile's")
     p.add_argument("--solver", choices=SOLVERS, default="auto",
                    help=f"auto (default: CVXPY up to {DEFAULT_CVXPY_MAX_TASKS} tasks, the exact fast "
                         "path beyond), cvxpy, mckp (exact fast path) or pulp (TURBO's PuLP/CBC path)")
     p.add_argument("--mip-solver", default=DEFAULT_MIP_SOLVER,
                    help=f"CVXPY MIP solver for --solver cvxpy/auto (default {DEFAULT_MIP_SOLVER})")
-    p.add_argument("--headroom", metavar="FRACTION", type=_positive_float, default=1.0,
+    p.add_argument("--headroom", metavar="FRACTION", type=fraction, default=1.0,
                    help="plan with this fraction of the bandwidth (0-1, default 1.0)")
     p.add_argument("--payload-stat", choices=("p95", "mean"), default="p95",
                    help="payload statistic of the profile to plan with (default p95)")
@@ -71,8 +61,6 @@ def _allocate(args: argparse.Namespace) -> int:
     from carlink.allocator import Allocator, AllocatorConfig, Headroom
     from carlink.profile import ProfileError, load_profile
 
-    if args.deadline is not None and args.deadline <= 0:
-        raise CommandError("--deadline must be > 0 ms")
     try:
         profile = load_profile(args.profile)
         tasks = profile.to_tasks(payload=args.payload_stat, runtime=args.runtime_stat)

@@ -179,3 +179,9 @@ def test_cli_errors(capsys, tmp_path):
     assert "cannot read profile" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["allocate", "--bandwidth", "-3", "--rtt", "30"])
+    assert "--bandwidth: expected a finite number >= 0, got -3" in capsys.readouterr().err
+    for flag, value, expected in (("--deadline", "0", "a finite number > 0"), ("--headroom", "1.5", "a number from 0 to 1")):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["allocate", "--bandwidth", "10", "--rtt", "30", flag, value])
+        assert exit_info.value.code == 2
+        assert f"{flag}: expected {expected}, got {value}" in capsys.readouterr().err
