@@ -12,6 +12,7 @@ from pathlib import Path
 
 from carlink.replay.evaluation import EmptyFrameRule
 from carlink.replay.profiling.options import DEFAULT_OPTIONS
+from carlink.replay.ray_cli import add_ray_arguments, ray_target
 
 DEFAULT_ONBOARD = "yolo-fastest-1.1-320x320"
 
@@ -157,6 +158,7 @@ def register_profile(sub: "argparse._SubParsersAction[argparse.ArgumentParser]")
                      help="keep FILE.partial.jsonl after writing FILE (a later --resume re-assembles "
                           "the profile without measuring again)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_ray_arguments(run, "the measurements (scene file x task x model units, each model loaded once per worker)")
     run.set_defaults(func=_run)
 
     show = psub.add_parser(
@@ -179,6 +181,7 @@ def register_profile(sub: "argparse._SubParsersAction[argparse.ArgumentParser]")
 
 def _run(args: argparse.Namespace) -> int:
     from carlink.profile import ProfileError
+    from carlink.replay.distributed import DistributedError
     from carlink.replay.profiling import (
         ProfileConfig,
         ProfilerError,
@@ -210,12 +213,13 @@ def _run(args: argparse.Namespace) -> int:
         table = RuntimeTable.load(args.runtime_table, args.runtime_backend) if args.runtime_table else None
         profile, result = run_profile(config, args.output, resume=args.resume, table=table,
                                       runtime_backend=args.runtime_backend, stop_after=args.stop_after,
-                                      progress_bar=not args.no_progress, keep_checkpoint=args.keep_checkpoint)
+                                      progress_bar=not args.no_progress, keep_checkpoint=args.keep_checkpoint,
+                                      ray=ray_target(args))
     except ProfilingStopped as exc:
         print(f"carlink profile: {exc}; resume with --resume "
               f"(checkpoint {checkpoint_path(Path(args.output))})")
         return 3
-    except (ProfilerError, ProfileError, UnknownModelError, OSError, ValueError) as exc:
+    except (ProfilerError, ProfileError, UnknownModelError, DistributedError, OSError, ValueError) as exc:
         raise _command_error(str(exc)) from None
     n_opts = sum(len(t.options) for t in profile.tasks)
     print(f"wrote {args.output}: {len(profile.tasks)} tasks, {n_opts} cloud options; "

@@ -6,6 +6,7 @@ import shlex
 from pathlib import Path
 
 from carlink.profile import Profile
+from carlink.replay.distributed import RayTarget
 from carlink.replay.profiling.assemble import assemble
 from carlink.replay.profiling.checkpoint import Checkpoint
 from carlink.replay.profiling.config import ProfileConfig
@@ -56,8 +57,11 @@ def run_profile(
     stop_after: int | None = None,
     progress_bar: bool = True,
     keep_checkpoint: bool = False,
+    ray: RayTarget | None = None,
 ) -> tuple[Profile, RunResult]:
     """Measure (or resume measuring) and write the profile to ``output``; return it.
+
+    With ``ray``, the measurements run on Ray workers (:mod:`.on_ray`); the profile is the same.
 
     The checkpoint ``<output>.partial.jsonl`` is deleted once the profile is written, unless
     ``keep_checkpoint`` (then a later ``resume`` re-assembles the file without measuring).
@@ -79,8 +83,14 @@ def run_profile(
     items = sum(1 for f in frames for t in task_keys if t.image_of(f.frame) is not None)
     ckpt = Checkpoint(checkpoint_path(output), config.fingerprint(), resume)
     try:
-        with tqdm(total=items, unit="image", desc="profiling", disable=not progress_bar, leave=False) as bar:
-            result = measure(config, frames, task_keys, ckpt, stop_after=stop_after, progress=bar.update)
+        if ray is not None:
+            from carlink.replay.profiling.on_ray import measure_on_ray
+
+            result = measure_on_ray(config, frames, task_keys, ckpt, ray, stop_after=stop_after,
+                                    progress_bar=progress_bar)
+        else:
+            with tqdm(total=items, unit="image", desc="profiling", disable=not progress_bar, leave=False) as bar:
+                result = measure(config, frames, task_keys, ckpt, stop_after=stop_after, progress=bar.update)
     finally:
         ckpt.close()
     profile = assemble(config, frames, task_keys, skipped, ckpt.done,
