@@ -3,8 +3,13 @@
 Two sources with one interface:
 
 * :class:`ProfileUtilities` (profile-driven mode, fast): the profile's per-frame utility and
-  payload where the profile measured this frame (matched by the profiler's frame id), else the
-  option's aggregate utility and mean payload. No model runs.
+  payload where the profile measured this image (matched by its source frame id and the option,
+  replay/per_frame.py), else the option's aggregate utility and mean payload (undefined where the
+  camera has no label of the task's classes). No model runs.
+* :class:`TruthUtilities` (``--truth``): the per-frame utility and payload of a measurement
+  profile other than the one the car plans with (e.g. carlink/profiles/evaluation.json, measured on
+  the evaluation sequences); every task-frame and option must be in it (checked up front by
+  :func:`check_truth`). No model runs.
 * :class:`MeasuredUtilities` (models run for real): the frame's camera image is encoded with
   the car's encoder (real payload bytes), decoded with the cloud's decoder, and the option's model
   runs on it; the utility is that frame's AP@0.5 against the camera labels (replay/evaluation.py)
@@ -19,15 +24,19 @@ task-frames are left out of means, for every policy alike (EmptyFrameRule.EXCLUD
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol, Sequence
 
 import numpy as np
 
 from carlink.datasets.frames import CameraName
 from carlink.detection import Detection, WaymoClass
 from carlink.replay.evaluation import Label, frame_ap
+from carlink.replay.per_frame import FrameValue, PerFrameIndex, missing_measurements
 from carlink.replay.player import PlayedFrame
 from carlink.replay.profile_view import OptionInfo, TaskInfo
+
+if TYPE_CHECKING:
+    from carlink.replay.profile_view import ReplayProfile
 
 
 class UtilitySource(Protocol):
@@ -42,24 +51,99 @@ def has_camera(pf: PlayedFrame, task: TaskInfo) -> bool:
     return task.camera in pf.cameras()
 
 
+def labelled(pf: PlayedFrame, task: TaskInfo) -> bool:
+    """Does the task's camera have a label of the task's classes (any label where the task names
+    none) on this frame? Without one the frame's utility is undefined (EmptyFrameRule.EXCLUDE)."""
+    labels = pf.frame.labels.get(CameraName[task.camera], ())
+    if not task.classes:
+        return bool(labels)
+    return any(lab.type in task.classes for lab in labels)
+
+
 class ProfileUtilities:
-    """Per-frame values from the profile (aggregate where the frame was not profiled)."""
+    """Per-frame values from the planning profile where it measured the image, else aggregates.
+
+    ``profile``: look images up in any task of the profile (replay/per_frame.py); without it, only
+    in the task's own per-frame lists."""
 
     mode = "profile"
 
+    def __init__(self, profile: "ReplayProfile | None" = None) -> None:
+        self._index = PerFrameIndex(profile.profile) if profile is not None else None
+
+    def _measured(self, pf: PlayedFrame, task: TaskInfo, option: OptionInfo) -> FrameValue | None:
+        fid = pf.source_id(task.camera)
+        if self._index is not None:
+            return self._index.value(task.name, fid, option.id)
+        k = task.frame_index.get(fid)
+        if k is None or option.utilities is None:
+            return None
+        return FrameValue(option.utilities[k], None if option.payloads is None else int(option.payloads[k]))
+
     def utility(self, pf: PlayedFrame, task: TaskInfo, option: OptionInfo) -> float | None:
-        k = task.frame_index.get(pf.frame_id)
-        if k is not None and option.utilities is not None:
-            return option.utilities[k]
-        return option.utility
+        v = self._measured(pf, task, option)
+        if v is not None:
+            return v.utility
+        return option.utility if labelled(pf, task) else None
 
     def payload(self, pf: PlayedFrame, task: TaskInfo, option: OptionInfo) -> int:
         if option.on_car:
             return 0
-        k = task.frame_index.get(pf.frame_id)
-        if k is not None and option.payloads is not None:
-            return int(option.payloads[k])
+        v = self._measured(pf, task, option)
+        if v is not None and v.payload is not None:
+            return v.payload
         return int(round(option.payload_mean))
+
+
+class TruthError(ValueError):
+    """A --truth profile that cannot serve as ground truth for these frames."""
+
+
+def check_truth(index: PerFrameIndex, frames: Sequence[PlayedFrame], tasks: Sequence[TaskInfo], path: str) -> None:
+    """Refuse a truth profile that lacks a task-frame or an option of the replay, naming them."""
+    missing, never = missing_measurements(index, frames, tasks)
+    if never:
+        raise TruthError(f"truth profile {path} has no per-frame measurement of {_some(never)} "
+                         "(options are matched by id)")
+    if missing:
+        raise TruthError(f"truth profile {path} lacks {len(missing)} frame{'s' if len(missing) != 1 else ''} "
+                         f"of the scene: {_some(missing)}")
+
+
+def _some(names: Sequence[str], n: int = 5) -> str:
+    return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
+
+
+class TruthUtilities:
+    """Per-frame utilities and payloads from a measurement profile (``--truth``): what really
+    happens on each evaluation frame, while the car plans with another profile."""
+
+    mode = "truth"
+
+    def __init__(self, truth: "ReplayProfile") -> None:
+        self.path = truth.path
+        self.index = PerFrameIndex(truth.profile)
+
+    def check(self, frames: Sequence[PlayedFrame], tasks: Sequence[TaskInfo]) -> None:
+        check_truth(self.index, frames, tasks, self.path)
+
+    def _value(self, pf: PlayedFrame, task: TaskInfo, option: OptionInfo) -> FrameValue:
+        fid = pf.source_id(task.camera)
+        v = self.index.value(task.name, fid, option.id)
+        if v is None:
+            raise TruthError(f"truth profile {self.path} lacks frame {fid} (task {task.name}, option {option.id})")
+        return v
+
+    def utility(self, pf: PlayedFrame, task: TaskInfo, option: OptionInfo) -> float | None:
+        return self._value(pf, task, option).utility
+
+    def payload(self, pf: PlayedFrame, task: TaskInfo, option: OptionInfo) -> int:
+        if option.on_car:
+            return 0
+        v = self._value(pf, task, option)
+        if v.payload is None:
+            raise TruthError(f"truth profile {self.path}: option {option.id} has no per-frame payloads")
+        return v.payload
 
 
 class MeasuredUtilities:

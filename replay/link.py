@@ -269,6 +269,15 @@ class TraceLink:
         tau = self._trace_time(t_ms)
         return sum(size for start, size in self._waiting if start > tau)
 
+    def committed_bytes(self, t_ms: float) -> int:
+        """Bytes of the delivery opportunities after ``t_ms`` already promised to queued packets
+        (whole opportunities, less what the last one leaves free): a message of ``n`` bytes that
+        arrives at ``t_ms`` leaves with the ceil((committed + n) / MTU)-th opportunity after it."""
+        tau = self._trace_time(t_ms)
+        if self._tail_k < 0 or self._time(self._tail_k) <= tau:
+            return 0
+        return (self._tail_k - self._first_after(tau) + 1) * MTU - self._tail_left
+
     def backlog_clears_ms(self) -> float:
         """When the last accepted packet leaves the bottleneck (link ms; -inf before any)."""
         return self._time(self._tail_k) - self.offset_ms if self._tail_k >= 0 else -math.inf

@@ -12,8 +12,8 @@ whose camera has an image. What each may know about the link depends on ``--esti
   generous setting in which a simulator can hand TURBO its "latest bandwidth estimate".
 
 Both also know the profile's static statistics and the car's own uplink backlog. The oracle also
-sees the future: this frame's true per-option utilities and payloads, and the link's delivery
-opportunities from now on (an idle link at every frame).
+sees the future: this frame's true per-option utilities, payloads and runtimes, and the link's
+delivery opportunities from now on, behind the queue its own earlier uploads built.
 
 ``carlink`` (default): the car's own decision code, :class:`carlink.onboard.policy.CarlinkPolicy`
 (per-frame solve at several candidate budgets, log-normal runtimes, own backlog, highest expected
@@ -26,7 +26,18 @@ mean payload, p50 runtime); between solves the allocation stands.
 ``on-car``: never uses the cloud. ``single-cloud``: every frame, every task sends the full frame at
 one fixed quality to the largest model and uses the answer when it is in time (the earlier
 "speculative cloud execution" idea). ``oracle``: the best choice per frame given the true
-per-frame utilities and the true capacity (exhaustive search with pruning; an upper bound).
+per-frame utilities and the true capacity (exhaustive search with pruning), on its own link: it
+sends only what arrives in time behind its own queue, so it never uses more than the link carries.
+It is greedy frame by frame (what it sends now may delay a later frame), so it bounds every
+policy's result on each frame as it finds the link, not the whole replay strictly.
+
+Two diagnostics run carlink's own decision code with one thing known perfectly; their gaps to
+``carlink`` say whether better link estimation or better utility prediction would pay:
+
+* ``carlink-link``: the link's true future instead of the estimate (one bandwidth sample: the
+  capacity over the next deadline minus the round trip; the true round trip; the true queue);
+* ``carlink-utility``: each frame's true utilities (those the oracle sees) instead of the
+  profile's expectation; the link it learns from its own uploads, as ``carlink`` does.
 """
 
 from __future__ import annotations
@@ -45,7 +56,8 @@ from carlink.replay.profile_view import ON_CAR, ReplayProfile, TaskInfo
 from carlink.tasks import Task
 
 MTU = 1500
-POLICY_NAMES = ("carlink", "turbo", "on-car", "single-cloud", "oracle")
+POLICY_NAMES = ("carlink", "turbo", "on-car", "single-cloud", "oracle", "carlink-link", "carlink-utility")
+DIAGNOSTICS = ("carlink-link", "carlink-utility")
 
 
 @dataclass(frozen=True)
@@ -55,6 +67,7 @@ class Decision:
     planned_bps: float = 0.0  # the budget it planned with
     allocated_bps: float = 0.0  # sum of the chosen options' critical bandwidths
     expected_utility: float = 0.0  # what it expected (weighted sum, its own model)
+    send_order: tuple[int, ...] | None = None  # task indices in the order to send; None: the runner's EDF
 
 
 @dataclass(frozen=True)
@@ -67,6 +80,7 @@ class FrameFacts:
     opportunities_s: np.ndarray  # idle-link delivery opportunities after the send time (s)
     up_delay_s: Callable[[float], float]  # one-way delay of a packet leaving at t
     down_arrival_s: Callable[[float], float]  # when a response sent at t reaches the car
+    committed_bytes: int = 0  # of those opportunities, bytes already promised to its own queue
 
 
 @dataclass(frozen=True)
@@ -82,12 +96,17 @@ class FrameView:
     # The car's own uplink state (it knows what it sent): bytes still queued ahead of a new upload.
     backlog_bytes: float = 0.0
     estimate_bps: float | None = None  # the conservative estimate reported for carlink
+    # carlink-utility only: this frame's true utility per task and option column (padded; on-car's
+    # where undefined); None for every other policy.
+    true_utility: np.ndarray | None = None
 
 
 class Policy(abc.ABC):
     name: str
     omniscient = False  # True: the runner passes FrameFacts
     learns_link = False  # True: the runner gives it the car's bandwidth knowledge (estimator or reports)
+    knows_link = False  # True: the runner gives it the link's true future capacity, RTT and queue
+    knows_utilities = False  # True: the runner passes the frame's true utilities (FrameView.true_utility)
 
     def __init__(self, profile: ReplayProfile) -> None:
         self.profile = profile
@@ -174,9 +193,25 @@ class CarlinkPolicy(Policy):
         if samples.size == 0:  # no report yet (trace estimates, first bin): nothing to plan with
             samples = np.zeros(1)
         alloc = self.policy.decide(PlanInputs(samples, view.rtt_ms, view.backlog_bytes,
-                                              estimate_bps=view.estimate_bps, present=view.present))
+                                              estimate_bps=view.estimate_bps, present=view.present,
+                                              utility=view.true_utility if self.knows_utilities else None))
         choices = {i: self.policy.column(i, a.option) for i, a in zip(view.present, alloc.tasks)}
         return Decision(choices, alloc.estimate_bps, alloc.bandwidth_bps, alloc.used_bps, alloc.expected_utility)
+
+
+class CarlinkLinkPolicy(CarlinkPolicy):
+    """carlink's decision code with the link's true future (capacity, RTT, queue) as its input."""
+
+    name = "carlink-link"
+    learns_link = False
+    knows_link = True
+
+
+class CarlinkUtilityPolicy(CarlinkPolicy):
+    """carlink's decision code with the frame's true utilities instead of the profile's expectation."""
+
+    name = "carlink-utility"
+    knows_utilities = True
 
 
 class _AllocatorCache:
@@ -197,7 +232,8 @@ class _AllocatorCache:
 
 class OraclePolicy(Policy):
     """Exhaustive search over the options of the tasks present (dominated options pruned), with
-    the true per-frame utilities and payloads and the true delivery times on an idle link."""
+    the true per-frame utilities, payloads and runtimes and the true delivery times behind its own
+    queue; its uploads go out in the order it checked them in."""
 
     name = "oracle"
     omniscient = True
@@ -223,9 +259,15 @@ class OraclePolicy(Policy):
             items.append((i, _pareto(cands)))
         best_gain, best_set = _search(items, f)
         choices = {i: ON_CAR for i in view.present}
-        for i, j in best_set:
-            choices[i] = j
-        return Decision(choices, 0.0, 0.0, 0.0, base + best_gain)
+        for i, c in best_set:
+            choices[i] = c[4]
+        order = tuple(i for i, _ in sorted(best_set, key=lambda p: _latest_start(p[1])))
+        return Decision(choices, 0.0, 0.0, 0.0, base + best_gain, send_order=order)
+
+
+def _latest_start(c: tuple) -> float:
+    """EDF key of a candidate (gain, bytes, deadline, runtime, column): its latest delivery time."""
+    return c[2] - c[3]
 
 
 def _pareto(cands: list[tuple]) -> list[tuple]:
@@ -244,9 +286,9 @@ def _pareto(cands: list[tuple]) -> list[tuple]:
 
 def feasible(sends: Sequence[tuple], f: FrameFacts) -> bool:
     """Do all these uploads (gain, bytes, deadline, runtime, column) arrive in time when sent in
-    order of their latest delivery time on an idle link? (EDF: optimal for one common start.)"""
-    order = sorted(sends, key=lambda s: s[2] - s[3])
-    cum = 0
+    order of their latest delivery time behind the queue? (EDF: optimal for one common start.)"""
+    order = sorted(sends, key=_latest_start)
+    cum = f.committed_bytes
     opps = f.opportunities_s
     for s in order:
         cum += s[1]
@@ -260,13 +302,13 @@ def feasible(sends: Sequence[tuple], f: FrameFacts) -> bool:
     return True
 
 
-def _search(items: list[tuple[int, list[tuple]]], f: FrameFacts) -> tuple[float, list[tuple[int, int]]]:
+def _search(items: list[tuple[int, list[tuple]]], f: FrameFacts) -> tuple[float, list[tuple[int, tuple]]]:
     """Branch and bound over the tasks' candidate lists (each may also stay on-car)."""
     best = [0.0, []]
     upper = [max((c[0] for c in cands), default=0.0) for _, cands in items]
     suffix = np.concatenate([np.cumsum(upper[::-1])[::-1], [0.0]]) if upper else np.zeros(1)
     chosen: list[tuple] = []
-    picked: list[tuple[int, int]] = []
+    picked: list[tuple[int, tuple]] = []
 
     def rec(k: int, gain: float) -> None:
         if gain > best[0] + 1e-12:
@@ -277,7 +319,7 @@ def _search(items: list[tuple[int, list[tuple]]], f: FrameFacts) -> tuple[float,
         for c in cands:
             chosen.append(c)
             if feasible(chosen, f):
-                picked.append((i, c[4]))
+                picked.append((i, c))
                 rec(k + 1, gain + c[0])
                 picked.pop()
             chosen.pop()
@@ -291,6 +333,7 @@ def make_policy(name: str, profile: ReplayProfile) -> Policy:
     factories = {
         "carlink": CarlinkPolicy, "turbo": TurboPolicy, "on-car": OnCarPolicy,
         "single-cloud": SingleCloudPolicy, "oracle": OraclePolicy,
+        "carlink-link": CarlinkLinkPolicy, "carlink-utility": CarlinkUtilityPolicy,
     }
     if name not in factories:
         raise ValueError(f"unknown policy {name!r}; expected one of {', '.join(POLICY_NAMES)}")

@@ -8,7 +8,7 @@ same task-frames for every policy), its fraction of the oracle's, its gain in pe
 over on-car, cloud-hit rate (answers used / uploads sent), deadline misses (results later than
 the deadline: only possible when the on-car model itself is late), late or lost cloud answers,
 bytes sent and link utilisation (bytes delivered / bytes the link could carry during the replay;
-the oracle, which gets an idle link at every frame, can exceed 1).
+at most 1 for every policy: each, the oracle included, sends through its own queue).
 
 ``summary.json`` holds no wall-clock figure, so a virtual-clock run gives it byte for byte again.
 """
@@ -167,12 +167,12 @@ def format_table(result: ReplayResult) -> str:
     def f(x: Any, fmt: str) -> str:
         return "-" if x is None else format(x, fmt)
 
-    head = f"{'policy':<13}{'mean util':>10}{'of oracle':>10}{'pp vs car':>10}{'cloud hit':>10}" \
+    head = f"{'policy':<16}{'mean util':>10}{'of oracle':>10}{'pp vs car':>10}{'cloud hit':>10}" \
            f"{'uploads':>8}{'late':>6}{'misses':>7}{'MB sent':>9}{'link use':>9}"
     lines = [head, "-" * len(head)]
     for s in result.summary.values():
         lines.append(
-            f"{s.policy:<13}{f(s.mean_utility, '.4f'):>10}{f(s.fraction_of_oracle, '.3f'):>10}"
+            f"{s.policy:<16}{f(s.mean_utility, '.4f'):>10}{f(s.fraction_of_oracle, '.3f'):>10}"
             f"{f(s.gain_pp_over_on_car, '+.2f'):>10}{f(s.cloud_hit_rate, '.3f'):>10}{s.uploads:>8}"
             f"{s.cloud_late:>6}{s.deadline_misses:>7}{s.bytes_sent / 1e6:>9.2f}{f(s.link_utilisation, '.3f'):>9}"
         )

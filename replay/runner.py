@@ -8,9 +8,9 @@ Per policy and frame (capture time ``t``):
    the same link) and a Ping every 0.5 s whose round trip is measured through the emulated link;
    ``--estimates trace``: the link's true capacity per past 100 ms bin instead);
 1. the policy decides an option per task present (see replay/policies.py for what each knows);
-2. uploads leave the car at ``t + encode_ms``, earliest latest-delivery-time first, through the
-   policy's own emulated uplink (replay/link_events.py: mahimahi semantics, FIFO, one queue that
-   carries over from frame to frame; the oracle gets an idle link at every frame);
+2. uploads leave the car at ``t + encode_ms``, earliest latest-delivery-time first (or in the
+   order the policy gives), through the policy's own emulated uplink (replay/link_events.py:
+   mahimahi semantics, FIFO, one queue that carries over from frame to frame, the oracle's too);
 3. a cloud answer arrives at delivery + the option's p50 runtime (charged from the profile) +
    the downlink delay; it is used if it arrives by ``t + deadline``, else the on-car result is
    (charged its p50 runtime, so on-car is late only when the profile says the car is slower than
@@ -37,6 +37,7 @@ from carlink.onboard.config import EstimatorConfig
 from carlink.onboard.estimator import UplinkEstimator
 from carlink.onboard.policy import backlog_bytes, runtime_sigma
 from carlink.datasets.traces import Trace
+from carlink.replay.checks import overlap_warnings, scene_warnings, trace_warnings
 from carlink.replay.frame_utility import UtilitySource, has_camera
 from carlink.replay.link import MTU, DelaySeries, TraceLink, delay_at
 from carlink.replay.link_events import EmulatedLink
@@ -155,6 +156,11 @@ class _Timeline:
         bytes on their own HTTP/2 streams, so only the propagation delay is charged."""
         return t + delay_at(self.delay, t * 1000.0) / 1000.0
 
+    def future_bps(self, t_send: float, horizon_s: float) -> float:
+        """The link's true capacity over (t_send, t_send + horizon] (bit/s): what carlink-link knows."""
+        t0 = t_send * 1000.0
+        return self.trace.count_between(t0, t0 + horizon_s * 1000.0) * MTU * 8.0 / horizon_s
+
     def opportunities(self, t_send: float, horizon_s: float) -> np.ndarray:
         """Idle-link opportunities strictly after t_send (s)."""
         t0 = math.floor(t_send * 1000.0) + 1
@@ -260,8 +266,14 @@ def run_virtual(
     """Replay ``frames`` under every policy of ``cfg``; see the module doc."""
     if not frames:
         raise ValueError("no frames to replay")
+    check = getattr(utilities, "check", None)
+    if check is not None:  # a truth source refuses frames it has not measured, before anything runs
+        check(frames, profile.tasks)
     max_deadline = max(t.deadline_ms for t in profile.tasks) / 1000.0
     end_s = frames[-1].t + max_deadline + 1.0
+    warnings = [*(inputs or {}).get("warnings", ()), *scene_warnings(frames, profile),
+                *trace_warnings(trace, cfg.trace_offset_s, frames[-1].t + max_deadline),
+                *overlap_warnings(profile, frames)]
     trace = prepare_trace(trace, cfg, end_s + 30.0)  # margin: a backlog may drain after the end
     delay = one_way_delay(trace, cfg)
     timeline = _Timeline(trace, delay, cfg, end_s)
@@ -277,6 +289,7 @@ def run_virtual(
         "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
         "delay": "fixed" if isinstance(delay, float) else "trace RTT series",
         "estimates": ESTIMATE_NOTES[cfg.estimates],
+        "warnings": list(dict.fromkeys(warnings)),
     })
     return ReplayResult(info, runs, summarize(runs, weights))
 
@@ -302,7 +315,6 @@ def _run_policy(policy: Policy, frames: Sequence[PlayedFrame], profile: ReplayPr
         t_send = pf.t + encode_s
         facts = None
         if policy.omniscient:
-            link = make_link(tl.trace, tl.delay, tl.cfg, clock)  # idle at every frame
             facts = FrameFacts(
                 utility=lambda i, j, pf=pf: utilities.utility(pf, tasks[i], tasks[i].options[j]),
                 payload=lambda i, j, pf=pf: utilities.payload(pf, tasks[i], tasks[i].options[j]),
@@ -310,9 +322,16 @@ def _run_policy(policy: Policy, frames: Sequence[PlayedFrame], profile: ReplayPr
                 opportunities_s=tl.opportunities(t_send, max_deadline),
                 up_delay_s=tl.ref.one_way_delay,
                 down_arrival_s=tl.down_arrival,
+                committed_bytes=link.uplink.committed_bytes(t_send * 1000.0),
             )
         if feed is not None:
             samples, latest, estimate, rtt_ms, backlog = feed.view_inputs(t_send)
+        elif policy.knows_link:
+            rtt_ms = tl.rtt_ms(pf.t)
+            horizon = max(max_deadline - rtt_ms / 1000.0, BIN_S)
+            latest = estimate = tl.future_bps(t_send, horizon)
+            samples = np.array([estimate])
+            backlog = link.uplink.committed_bytes(t_send * 1000.0)
         elif policy.learns_link:
             reports = tl.history(pf.t)[-max(1, round(TRACE_WINDOW_S / BIN_S)):]
             samples, rtt_ms = reports, tl.rtt_ms(pf.t)
@@ -320,9 +339,10 @@ def _run_policy(policy: Policy, frames: Sequence[PlayedFrame], profile: ReplayPr
             backlog = link.uplink.queued_bytes(t_send * 1000.0)
         else:
             samples, latest, estimate, rtt_ms, backlog = empty, 0.0, 0.0, tl.rtt_ms(pf.t), 0
-        view = FrameView(pf.index, pf.t, t_send, present, rtt_ms, samples, latest, facts, backlog, estimate)
+        truth = true_utilities(pf, tasks, present, utilities) if policy.knows_utilities else None
+        view = FrameView(pf.index, pf.t, t_send, present, rtt_ms, samples, latest, facts, backlog, estimate, truth)
         decision = policy.decide(view)
-        records = _send_and_fuse(pf, decision.choices, tasks, link, tl, utilities, t_send, run_end,
+        records = _send_and_fuse(pf, decision, tasks, link, tl, utilities, t_send, run_end,
                                  None if policy.omniscient else busy_until, feed)
         if feed is not None:
             feed.probe(decision.allocated_bps, t_send)
@@ -345,30 +365,46 @@ def _run_policy(policy: Policy, frames: Sequence[PlayedFrame], profile: ReplayPr
     return run
 
 
+def true_utilities(pf: PlayedFrame, tasks, present: tuple[int, ...], utilities: UtilitySource) -> np.ndarray:
+    """The frame's true utility per task and option column (padded with 0) for carlink-utility:
+    where the frame's utility is undefined every option gets the on-car value (nothing to gain)."""
+    width = max(len(t.options) for t in tasks)
+    out = np.zeros((len(tasks), width))
+    for i in present:
+        t = tasks[i]
+        row = [utilities.utility(pf, t, o) for o in t.options]
+        floor = row[ON_CAR] if row[ON_CAR] is not None else 0.0
+        out[i, :len(row)] = [floor if u is None else u for u in row]
+    return out
+
+
 def records_by_task(records: list[TaskRecord], tasks) -> list[tuple[int, TaskRecord]]:
     index = {t.name: i for i, t in enumerate(tasks)}
     return [(index[r.task], r) for r in records]
 
 
-def _send_and_fuse(pf: PlayedFrame, choices: dict[int, int], tasks, link: EmulatedLink, tl: _Timeline,
+def _send_and_fuse(pf: PlayedFrame, decision, tasks, link: EmulatedLink, tl: _Timeline,
                    utilities: UtilitySource, t_send: float, run_end: list[float],
                    busy_until: dict[int, float] | None, feed: "_UploadFeed | None" = None) -> list[TaskRecord]:
     """Send the frame's uploads and fuse: per task the cloud answer if in time, else on-car.
 
-    As the car's uplink does (onboard/uplink.py: one upload in flight per task), a task whose
-    previous upload has not yet left the bottleneck sends nothing this frame (status ``busy``);
-    this keeps a policy that over-sends from queueing without bound.
+    Uploads leave earliest latest-start first (deadline less p50 runtime), or in the decision's
+    ``send_order``. As the car's uplink does (onboard/uplink.py: one upload in flight per task), a
+    task whose previous upload has not yet left the bottleneck sends nothing this frame (status
+    ``busy``); this keeps a policy that over-sends from queueing without bound.
     """
+    choices = decision.choices
     out: dict[int, TaskRecord] = {}
     sends = []
+    rank = {i: k for k, i in enumerate(decision.send_order or ())}
     for i, j in choices.items():
         t = tasks[i]
         if j != ON_CAR:
             o = t.options[j]
             latest = pf.t + (t.deadline_ms - o.runtime_p50) / 1000.0
-            sends.append((latest, i, j))
+            sends.append((rank.get(i, len(rank)), latest, i, j))
     sends.sort()
-    for _, i, j in sends:
+    for _, _, i, j in sends:
         t, o = tasks[i], tasks[i].options[j]
         if busy_until is not None and busy_until.get(i, -math.inf) > t_send:
             out[i] = _on_car(pf, t, o.id, "busy", utilities, 0, tl)

@@ -15,7 +15,8 @@ def test_demo_runs_offline_and_is_labelled_synthetic(tmp_path, capsys):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["inputs"]["synthetic"] is True
     assert "SYNTHETIC" in summary["inputs"]["scenes"] and "SYNTHETIC" in summary["inputs"]["trace_file"]
-    assert set(summary["policies"]) == {"carlink", "turbo", "on-car", "single-cloud", "oracle"}
+    assert set(summary["policies"]) == {"carlink", "turbo", "on-car", "single-cloud", "oracle",
+                                        "carlink-link", "carlink-utility"}
     assert summary["policies"]["on-car"]["bytes_sent"] == 0
     assert "SYNTHETIC DEMONSTRATION" in (out / "report.html").read_text()
     for png in ("capacity.png", "options.png", "utility.png"):
