@@ -3,25 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import tempfile
 from pathlib import Path
+from typing import Iterator
 
 from rich.console import Console
 from rich.table import Table
 
+from carlink.cli import CommandError
+from carlink.cli_types import positive_float, positive_int
 from carlink.datasets.errors import DatasetError
 from carlink.datasets.scene import SCENE_FORMATS, SceneSummary, summarize_scene
 from carlink.datasets.synthetic import write_synthetic_scene
 from carlink.datasets.tfrecord import DEFAULT_MAX_RECORD_BYTES
 from carlink.datasets.trace_readers import TRACE_FORMATS, load_trace
-
-
-def _command_error(message: str) -> Exception:
-    from carlink.cli import CommandError
-
-    return CommandError(message)
 
 
 def _console() -> Console:
@@ -30,14 +28,22 @@ def _console() -> Console:
     return console if console.is_terminal else Console(width=200)
 
 
+_FORMATTER = argparse.RawDescriptionHelpFormatter
+
+
+def _group(sub: "argparse._SubParsersAction[argparse.ArgumentParser]", name: str, help: str,
+           description: str) -> "argparse._SubParsersAction[argparse.ArgumentParser]":
+    """A command group (``carlink NAME SUBCOMMAND``) that prints its help when given alone."""
+    group = sub.add_parser(name, help=help, description=description, formatter_class=_FORMATTER)
+    group.set_defaults(parser=group)
+    return group.add_subparsers(dest=f"{name}_command", metavar="SUBCOMMAND")
+
+
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    fmt = argparse.RawDescriptionHelpFormatter
-    scene = sub.add_parser("scene", help="inspect Waymo scene files (v1 Frame or TF-Example TFRecords)",
-                           description="Inspect Waymo scene files.", formatter_class=fmt)
-    scene.set_defaults(parser=scene)
-    scene_sub = scene.add_subparsers(dest="scene_command", metavar="SUBCOMMAND")
+    scene_sub = _group(sub, "scene", "inspect Waymo scene files (v1 Frame or TF-Example TFRecords)",
+                       "Inspect Waymo scene files.")
     info = scene_sub.add_parser(
-        "info", formatter_class=fmt,
+        "info", formatter_class=_FORMATTER,
         help="frames, time span, cameras, image sizes, label counts, corrupt records",
         description=(
             "Summarise scene files: frames, time span, cameras with image sizes, camera label counts\n"
@@ -52,17 +58,15 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                       help="skip corrupt records and report them instead of stopping at the first one")
     info.add_argument("--no-verify-crc", dest="verify_crc", action="store_false",
                       help="do not check the CRC32C of lengths and records (faster, unsafe)")
-    info.add_argument("--max-record-mib", type=float, default=DEFAULT_MAX_RECORD_BYTES / 2**20,
+    info.add_argument("--max-record-mib", type=positive_float, default=DEFAULT_MAX_RECORD_BYTES / 2**20,
                       help="refuse records longer than this many MiB (default: %(default)g)")
     info.add_argument("--json", action="store_true", help="print JSON instead of tables")
     info.set_defaults(func=_scene_info)
 
-    trace = sub.add_parser("trace", help="inspect cellular bandwidth/RTT traces",
-                           description="Inspect cellular bandwidth and RTT traces.", formatter_class=fmt)
-    trace.set_defaults(parser=trace)
-    trace_sub = trace.add_subparsers(dest="trace_command", metavar="SUBCOMMAND")
+    trace_sub = _group(sub, "trace", "inspect cellular bandwidth/RTT traces",
+                       "Inspect cellular bandwidth and RTT traces.")
     tinfo = trace_sub.add_parser(
-        "info", formatter_class=fmt,
+        "info", formatter_class=_FORMATTER,
         help="duration, mean and p5/p50/p95 of 1 s throughput, share of time at zero",
         description=(
             "Summarise trace files: duration, mean capacity, p5/p50/p95/max of throughput in\n"
@@ -73,17 +77,26 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     tinfo.add_argument("files", nargs="+", metavar="FILE", help="trace files")
     tinfo.add_argument("--format", choices=("auto", *TRACE_FORMATS), default="auto",
                        help="trace format (default: auto)")
-    tinfo.add_argument("--window-ms", type=int, default=1000, help="throughput window in ms (default: 1000)")
+    tinfo.add_argument("--window-ms", type=positive_int, default=1000, help="throughput window in ms (default: 1000)")
     tinfo.add_argument("--json", action="store_true", help="print JSON instead of a table")
     tinfo.set_defaults(func=_trace_info)
+
+
+@contextlib.contextmanager
+def _reading(name: str, hint: str = "") -> Iterator[None]:
+    """A file that cannot be read, or holds bad data, as a CommandError naming it."""
+    try:
+        yield
+    except OSError as exc:
+        raise CommandError(f"{name}: cannot read: {exc.strerror or exc}") from None
+    except DatasetError as exc:
+        raise CommandError(f"{exc}{hint}") from None
 
 
 # -- scene info -----------------------------------------------------------------------------
 
 def _scene_info(args: argparse.Namespace) -> int:
-    max_bytes = int(args.max_record_mib * 2**20)
-    if max_bytes <= 0:
-        raise _command_error(f"--max-record-mib must be positive, got {args.max_record_mib}")
+    max_bytes = max(1, int(args.max_record_mib * 2**20))
     options = dict(format=args.format, skip_corrupt=args.skip_corrupt, verify_crc=args.verify_crc,
                    max_record_bytes=max_bytes)
     summaries: list[SceneSummary] = []
@@ -94,14 +107,10 @@ def _scene_info(args: argparse.Namespace) -> int:
             summary.path = "<built-in synthetic example>"
             summary.synthetic = True
             summaries.append(summary)
+    hint = "" if args.skip_corrupt else " (use --skip-corrupt to read past corrupt records)"
     for name in args.files:
-        try:
+        with _reading(name, hint):
             summaries.append(summarize_scene(name, **options))
-        except OSError as exc:
-            raise _command_error(f"{name}: cannot read: {exc.strerror or exc}") from None
-        except DatasetError as exc:
-            hint = "" if args.skip_corrupt else " (use --skip-corrupt to read past corrupt records)"
-            raise _command_error(f"{exc}{hint}") from None
     if args.json:
         json.dump([s.to_json() for s in summaries], sys.stdout, indent=1)
         print()
@@ -149,16 +158,10 @@ def _print_scene(console: Console, s: SceneSummary) -> None:
 # -- trace info -----------------------------------------------------------------------------
 
 def _trace_info(args: argparse.Namespace) -> int:
-    if args.window_ms <= 0:
-        raise _command_error(f"--window-ms must be positive, got {args.window_ms}")
     rows = []
     for name in args.files:
-        try:
+        with _reading(name):
             trace = load_trace(name, args.format)
-        except OSError as exc:
-            raise _command_error(f"{name}: cannot read: {exc.strerror or exc}") from None
-        except DatasetError as exc:
-            raise _command_error(str(exc)) from None
         rows.append((name, trace, trace.stats(args.window_ms)))
     if args.json:
         json.dump([{"path": n, "name": t.name, "source": t.source, "period_ms": t.period_ms,
