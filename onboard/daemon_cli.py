@@ -66,7 +66,7 @@ def _run(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     from carlink.onboard.config import ConfigError, load_config
     from carlink.onboard.planning import ProfileError, load_onboard_tasks
-    from carlink.zoo.registry import get_spec
+    from carlink.zoo.registry import ZooError, check_model_files, get_spec
 
     try:
         cfg = load_config(args.config)
@@ -74,7 +74,8 @@ def _check(args: argparse.Namespace) -> int:
         for i, t in enumerate(tasks):
             try:
                 get_spec(t.onboard_model)
-            except KeyError as exc:
+                check_model_files(t.onboard_model)  # missing or bad model files: what `run` would refuse
+            except (KeyError, ZooError) as exc:
                 raise ConfigError(f"task {t.name!r}: on-car model: {exc}") from None
     except (ConfigError, ProfileError) as exc:
         raise CommandError(str(exc)) from None
