@@ -22,8 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-PACKET_BYTES = 1500
-PACKET_BITS = PACKET_BYTES * 8
+from carlink.network import MTU
+
+PACKET_BITS = MTU * 8  # every opportunity carries one MTU-sized packet
 _log = logging.getLogger(__name__)
 
 

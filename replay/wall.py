@@ -26,6 +26,7 @@ from typing import Sequence
 from carlink.clock import WallClock
 from carlink.datasets.frames import CameraName
 from carlink.datasets.traces import Trace
+from carlink.network import MTU
 from carlink.replay.evaluation import Label, frame_ap
 from carlink.replay.link import TraceLink
 from carlink.replay.link_proxy import LinkProxy
@@ -157,7 +158,7 @@ def run_wall(
             c.server.stop(grace=0.5)
     run = _collect(frames, profile, sink.frames, trace)
     run.delivered_bytes = proxy.stats.up_bytes
-    run.capacity_bytes = trace.count_between(0.0, (frames[-1].t + max_deadline) * 1000.0) * 1500
+    run.capacity_bytes = trace.count_between(0.0, (frames[-1].t + max_deadline) * 1000.0) * MTU
     info = dict(inputs or {})
     info.update({"clock": "wall", "utilities": "measured", "profile": profile.path, "trace": trace.name,
                  "cloud": cloud or "in-process", "frames": len(frames), "policies_note":
@@ -201,7 +202,7 @@ def _collect(frames: Sequence[PlayedFrame], profile: ReplayProfile, results, tra
         alloc = info.get("allocation", {})
         run.frames.append(FrameRecord(pf.index, pf.t, float(est.get("bandwidth_bps", 0.0)),
                                       float(est.get("bandwidth_bps", 0.0)), float(alloc.get("used_bps", 0.0)),
-                                      trace.count_between(pf.t * 1000.0, pf.t * 1000.0 + 100.0) * 1500 * 80.0,
+                                      trace.count_between(pf.t * 1000.0, pf.t * 1000.0 + 100.0) * MTU * 80.0,
                                       float(alloc.get("expected_utility", 0.0)), value,
                                       sum(r.bytes_sent for r in run.tasks if r.frame == pf.index)))
     return run
