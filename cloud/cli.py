@@ -48,6 +48,10 @@ def _register_serve(sub) -> None:
                    help="weights file for a model (repeatable); otherwise the torch hub cache is used")
     m.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                    help="device for torch models (auto: the GPU when one is visible)")
+    m.add_argument("--backend", default="torch", choices=["auto", "opencv", "torch"],
+                   help="backend for Darknet models (torch: GPU when present, batched; auto: torch on CUDA, else opencv)")
+    m.add_argument("--models-dir", type=Path, default=None,
+                   help="Darknet models directory (default: $CARLINK_MODELS_DIR, else ~/.cache/carlink/models)")
     m.add_argument("--workers-per-model", type=int, default=1,
                    help="model instances (threads) per unbatched model, e.g. HOG")
     q = s.add_argument_group("admission and batching")
@@ -104,6 +108,7 @@ def build_config(args: argparse.Namespace):
             models=args.models, host=args.host, port=args.port, insecure=args.insecure,
             tls_cert=args.tls_cert, tls_key=args.tls_key, client_ca=args.client_ca, token_file=args.token_file,
             metrics_port=args.metrics_port, allow_untrained=args.allow_untrained, device=args.device,
+            backend=args.backend, models_dir=args.models_dir,
             weights=_parse_weights(args.weights), workers_per_model=args.workers_per_model,
             max_concurrency=args.max_concurrency, max_batch=args.max_batch, batch_wait_ms=args.batch_wait_ms,
             max_payload_bytes=args.max_payload_bytes, max_pixels=args.max_pixels, tasks=args.tasks,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -29,6 +30,9 @@ class ServerConfig(BaseModel):
     allow_untrained: bool = False
     device: str = "auto"
     weights: dict[str, Path] = Field(default_factory=dict, description="model name -> weights file")
+    # Darknet models: "torch" (GPU when present, batched), "opencv" (CPU) or "auto" (torch on CUDA, else opencv).
+    backend: Literal["auto", "opencv", "torch"] = "torch"
+    models_dir: Path | None = Field(None, description="Darknet models directory (else CARLINK_MODELS_DIR, else the user cache)")
     workers_per_model: int = Field(1, ge=1, le=64, description="model instances for unbatched models")
     # Admission and batching.
     max_concurrency: int = Field(32, ge=1, le=4096, description="Infer calls in progress at once")

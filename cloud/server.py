@@ -77,10 +77,12 @@ def load_detectors(config: ServerConfig) -> dict[str, list[Detector]]:
         try:
             spec = registry.get_spec(name)
             # OpenCV and no-op models run on the CPU whatever is asked; torch models take the device.
-            device = config.device if spec.family == "torchvision" else "auto"
+            device = config.device if spec.family in ("torchvision", "darknet") else "auto"
+            # Darknet models have two backends (torch by default here); other families only their own.
+            extra = {"backend": config.backend, "models_dir": config.models_dir} if spec.family == "darknet" else {}
             copies = 1 if spec.batchable else config.workers_per_model
             detectors[name] = [registry.get_model(name, weights=config.weights.get(name),
-                                                  allow_untrained=config.allow_untrained, device=device)
+                                                  allow_untrained=config.allow_untrained, device=device, **extra)
                                for _ in range(copies)]
         except Exception as exc:
             raise ServerSetupError(f"cannot load model {name!r}: {exc}") from exc

@@ -60,3 +60,31 @@ def test_cloud_server_refuses_bad_weights(bad_models_dir: Path) -> None:
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.startswith(f"carlink: error: cannot load model '{MODEL}'")
     assert str(bad_models_dir / NET / f"{NET}.weights") in proc.stderr and "expected 1384268" in proc.stderr
+
+
+def test_cloud_serves_darknet_with_the_torch_backend_by_default(waymo_frame_file: Path) -> None:
+    """A real loopback server: the variant is served by the PyTorch backend (batched), detections
+    come back in the pixels of the image sent; a corrupt image is INVALID_ARGUMENT and serving goes on."""
+    import grpc
+
+    from carlink.cloud.config import ServerConfig
+    from carlink.cloud.server import load_detectors
+    from carlink.detection import WaymoClass
+    from cloud_testkit import front_jpeg, infer_request, running_server, stub_for
+
+    config = ServerConfig(models=(MODEL,), port=0, insecure=True, device="cpu", max_batch=4)
+    assert config.backend == "torch"
+    detectors = load_detectors(config)
+    assert [type(d).__name__ for d in detectors[MODEL]] == ["TorchDarknetDetector"]
+    jpeg = front_jpeg(waymo_frame_file)
+    with running_server(config, detectors=detectors) as server, stub_for(server) as stub:
+        reply = stub.Infer(infer_request(jpeg, model=MODEL), timeout=60)
+        assert reply.model == MODEL and reply.decoded_size.width == 1920
+        assert reply.detections and {d.cls for d in reply.detections} <= {
+            int(WaymoClass.VEHICLE), int(WaymoClass.PEDESTRIAN), int(WaymoClass.CYCLIST)}
+        with pytest.raises(grpc.RpcError) as info:
+            stub.Infer(infer_request(jpeg[: len(jpeg) // 3] + b"\0" * 64, model=MODEL), timeout=60)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert stub.Infer(infer_request(jpeg, model=MODEL), timeout=60).detections
+    opencv = load_detectors(config.model_copy(update={"backend": "opencv"}))
+    assert type(opencv[MODEL][0]).__name__ == "OpenCvDarknetDetector"
