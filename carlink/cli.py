@@ -31,16 +31,6 @@ def _builtin_registers() -> list[Register]:
     return [register_models]
 
 
-def _plugin_registers() -> list[tuple[str, Register | Exception]]:
-    found: list[tuple[str, Register | Exception]] = []
-    for ep in sorted(entry_points(group="carlink.commands"), key=lambda e: e.name):
-        try:
-            found.append((ep.name, ep.load()))
-        except Exception as exc:  # a broken plugin must not take the whole CLI down
-            found.append((ep.name, exc))
-    return found
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="carlink",
@@ -54,12 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for register in _builtin_registers():
         register(sub)
-    for name, register in _plugin_registers():
-        if isinstance(register, Exception):
-            # Say so, but keep the other commands usable (e.g. a missing optional dependency).
-            print(f"carlink: warning: the {name} commands are unavailable: {register}", file=sys.stderr)
-            continue
-        register(sub)
+    for ep in sorted(entry_points(group="carlink.commands"), key=lambda e: e.name):
+        try:
+            ep.load()(sub)
+        except Exception as exc:  # a broken group must not take the other commands down: say so
+            print(f"carlink: warning: the {ep.name} commands are unavailable: {type(exc).__name__}: {exc}",
+                  file=sys.stderr)
     return parser
 
 

@@ -1,7 +1,7 @@
 """``carlink replay [SCENE...]``: what would the car have gained from the cloud on this drive?
 
 ``carlink replay sweep ...`` (replay/sweep_cli.py) runs a grid of such replays. Also registers
-``carlink profile ...`` (replay/profile_cli.py) where that module is present.
+``carlink profile ...`` (replay/profile_cli.py).
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from carlink.cli_types import non_negative_float, positive_float, positive_int
 from carlink.replay.policies import POLICY_NAMES
 
 _EPILOG = f"""\
@@ -60,27 +61,6 @@ examples:
 """
 
 
-def _positive_float(text: str) -> float:
-    v = float(text)
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return v
-
-
-def _nonneg_float(text: str) -> float:
-    v = float(text)
-    if not v >= 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return v
-
-
-def _positive_int(text: str) -> int:
-    v = int(text)
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
-    return v
-
-
 def _policies(text: str) -> tuple[str, ...]:
     names = tuple(p.strip() for p in text.split(",") if p.strip())
     bad = [p for p in names if p not in POLICY_NAMES]
@@ -113,13 +93,15 @@ def add_scene_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compose", type=_composition, action="append", metavar="A,B,...",
                    help="play these sequence files in lockstep as the cameras FRONT, FRONT_LEFT, FRONT_RIGHT, "
                         "SIDE_LEFT, SIDE_RIGHT of one car (repeat for several cars, played one after the other)")
-    p.add_argument("--rate-hz", type=_positive_float, metavar="R",
+    p.add_argument("--rate-hz", type=positive_float, metavar="R",
                    help="play frame k of each scene or composition at k / R s (e.g. 10: the 1 Hz sequences "
                         "time compressed tenfold); default: their own time stamps")
 
 
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    # Imported before any parser is added: if one fails, carlink/cli.py reports the whole group.
     from carlink.datasets.trace_readers import TRACE_FORMATS
+    from carlink.replay.profile_cli import register_profile
     from carlink.replay.sweep_cli import build_sweep_parser
 
     p = sub.add_parser(
@@ -133,13 +115,13 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p.add_argument("--trace", metavar="FILE", help="uplink trace (default: a synthetic one)")
     p.add_argument("--trace-format", default="auto", choices=("auto", *TRACE_FORMATS),
                    help="trace file format (default: detect)")
-    p.add_argument("--trace-offset", type=_nonneg_float, default=0.0, metavar="S",
+    p.add_argument("--trace-offset", type=non_negative_float, default=0.0, metavar="S",
                    help="start this many seconds into the trace (default 0)")
-    p.add_argument("--rtt", type=_nonneg_float, metavar="MS",
+    p.add_argument("--rtt", type=non_negative_float, metavar="MS",
                    help="round trip in ms (default: the trace's RTT series if it has one, else 40)")
-    p.add_argument("--scale", type=_positive_float, default=1.0, metavar="X",
+    p.add_argument("--scale", type=positive_float, default=1.0, metavar="X",
                    help="multiply the trace's capacity by X (default 1)")
-    p.add_argument("--queue-bytes", type=_positive_int, metavar="N",
+    p.add_argument("--queue-bytes", type=positive_int, metavar="N",
                    help="drop-tail queue limit of the emulated uplink (default: unlimited, as mahimahi)")
     p.add_argument("--profile", metavar="FILE",
                    help="profile JSON (default: carlink/profiles/default.json for scenes, the illustrative "
@@ -164,18 +146,13 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p.add_argument("--cloud", metavar="HOST:PORT",
                    help="wall clock: use this cloud server instead of starting one in-process")
     p.add_argument("-o", "--output", default="replay-out", metavar="DIR", help="output folder (default replay-out)")
-    p.add_argument("--max-frames", type=_positive_int, metavar="N", help="replay at most N frames")
+    p.add_argument("--max-frames", type=positive_int, metavar="N", help="replay at most N frames")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic frames and trace (default 0)")
     p.add_argument("--no-report", action="store_true", help="write the JSON only (no HTML/PNG)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run_command, parser=p)
     p.__class__ = _ReplayParser
     p.sweep = build_sweep_parser(prog=f"{p.prog} sweep")
-
-    try:
-        from carlink.replay.profile_cli import register_profile
-    except ImportError:
-        return
     register_profile(sub)
 
 

@@ -38,7 +38,8 @@ def _names(text: str) -> tuple[str, ...]:
 
 
 def build_sweep_parser(prog: str = "carlink replay sweep") -> argparse.ArgumentParser:
-    from carlink.replay.cli import _nonneg_float, _positive_int, add_scene_options
+    from carlink.cli_types import non_negative_float, positive_int
+    from carlink.replay.cli import add_scene_options
     from carlink.replay.policies import POLICY_NAMES
 
     p = argparse.ArgumentParser(
@@ -64,10 +65,10 @@ def build_sweep_parser(prog: str = "carlink replay sweep") -> argparse.ArgumentP
                    help="without --truth: the planning profile's per-frame values (else aggregates), or run the models")
     p.add_argument("--estimates", choices=("uploads", "trace"), default="uploads",
                    help="what carlink and turbo know of the link (default uploads: the car's estimator)")
-    p.add_argument("--rtt", type=_nonneg_float, metavar="MS", help="round trip (default: the trace's, else 40 ms)")
-    p.add_argument("--queue-bytes", type=_positive_int, metavar="N", help="drop-tail queue limit (default unlimited)")
+    p.add_argument("--rtt", type=non_negative_float, metavar="MS", help="round trip (default: the trace's, else 40 ms)")
+    p.add_argument("--queue-bytes", type=positive_int, metavar="N", help="drop-tail queue limit (default unlimited)")
     p.add_argument("--seed", type=int, default=0, help="seed of the runtime draws (default 0)")
-    p.add_argument("--max-frames", type=_positive_int, metavar="N", help="at most N frames per replay")
+    p.add_argument("--max-frames", type=positive_int, metavar="N", help="at most N frames per replay")
     p.add_argument("-o", "--output", default="sweep-out", metavar="DIR", help="output folder (default sweep-out)")
     p.add_argument("--no-report", action="store_true", help="write sweep.json only")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

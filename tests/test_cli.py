@@ -6,6 +6,8 @@ import argparse
 import subprocess
 import sys
 
+import pytest
+
 from carlink.cli import build_parser, main
 
 
@@ -42,3 +44,13 @@ def test_unknown_command_is_an_error(capsys) -> None:
     except SystemExit as exc:
         assert exc.code == 2
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_a_command_group_that_fails_to_import_is_reported(monkeypatch, capsys) -> None:
+    # `carlink profile` is registered by the replay group; an import failure there must surface.
+    monkeypatch.setitem(sys.modules, "carlink.replay.profile_cli", None)  # makes the import fail
+    parser = build_parser()
+    err = capsys.readouterr().err
+    assert "carlink: warning: the replay commands are unavailable" in err and "profile_cli" in err
+    with pytest.raises(SystemExit):
+        parser.parse_args(["replay", "--help"])
