@@ -47,6 +47,10 @@ class PerFrameIndex:
             self._tasks.append(_TaskColumns(t.name, t.frame_positions, opts))
         self._cache: dict[tuple[str, str, str], FrameValue | None] = {}
 
+    def option_ids(self) -> set[str]:
+        """Every option id with per-frame utilities (any task)."""
+        return {o for t in self._tasks for o, lists in t.options.items() if lists[0] is not None}
+
     def frame_ids(self) -> set[str]:
         """Every frame id the profile measured (any task)."""
         return {fid for t in self._tasks for fid in t.positions}
@@ -84,19 +88,19 @@ def task_frames(frames: Iterable[PlayedFrame], tasks: Sequence[TaskInfo]) -> lis
 
 def missing_measurements(index: PerFrameIndex, frames: Sequence[PlayedFrame],
                          tasks: Sequence[TaskInfo]) -> tuple[list[str], list[str]]:
-    """Frame ids the index lacks (for some task-frame and option), and "task/option" pairs that
-    are measured on no frame at all; both sorted, each once."""
-    missing_frames: dict[str, None] = {}
-    options_seen: dict[tuple[str, str], bool] = {}
+    """Frame ids the index lacks (for some task-frame and option), and "task/option" pairs of the
+    tasks whose option id has no per-frame measurement at all; both sorted, each once."""
+    measured = index.option_ids()
+    never = sorted({f"{t.name}/{o.id}" for t in tasks for o in t.options if o.id not in measured})
+    missing: dict[str, None] = {}
     for task, fid in task_frames(frames, tasks):
         for o in task.options:
+            if o.id not in measured:
+                continue
             v = index.value(task.name, fid, o.id)
-            ok = v is not None and (o.on_car or v.payload is not None)
-            options_seen[(task.name, o.id)] = options_seen.get((task.name, o.id), False) or ok
-            if not ok:
-                missing_frames[fid] = None
-    never = sorted(f"{t}/{o}" for (t, o), ok in options_seen.items() if not ok)
-    return sorted(missing_frames), never
+            if v is None or (not o.on_car and v.payload is None):
+                missing[fid] = None
+    return sorted(missing), never
 
 
 def overlapping_frames(index: PerFrameIndex, frames: Sequence[PlayedFrame], tasks: Sequence[TaskInfo]) -> list[str]:
