@@ -8,17 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from carlink.cli_types import positive_int
 from carlink.replay.distributed import RAY_EXTRA, DistributedError, RayTarget, check_reachable, import_ray
-
-
-def _workers(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
-    return value
 
 
 def add_ray_arguments(parser: argparse.ArgumentParser, work: str) -> None:
@@ -26,7 +17,7 @@ def add_ray_arguments(parser: argparse.ArgumentParser, work: str) -> None:
     group = parser.add_argument_group(
         "scale-out on Ray", f"Run {work} in parallel on Ray (needs the extra: {RAY_EXTRA}); "
                             "the result is the same as without these options.")
-    group.add_argument("--workers", type=_workers, metavar="N",
+    group.add_argument("--workers", type=positive_int, metavar="N",
                        help="Ray workers: without --ray-address, a local Ray with N CPUs is started for the "
                             "run; with it, N workers on the cluster (default there: one per cluster CPU)")
     group.add_argument("--ray-address", metavar="ADDRESS",
