@@ -41,6 +41,9 @@ def _register_serve(sub) -> None:
     sec.add_argument("--token-file", type=Path, help="file holding the bearer token every call must carry "
                      "as 'authorization: Bearer <token>' (health checks are exempt)")
     sec.add_argument("--insecure", action="store_true", help="serve plaintext without TLS (only on trusted networks)")
+    sec.add_argument("--allow-plaintext-token", action="store_true",
+                     help="accept --token-file together with --insecure (the token then crosses the network "
+                          "in cleartext: trusted networks only)")
     m = s.add_argument_group("models")
     m.add_argument("--allow-untrained", action="store_true",
                    help="serve torch models without weights (random init); responses say untrained=true")
@@ -66,7 +69,9 @@ def _register_serve(sub) -> None:
     q.add_argument("--deadline-skew-ms", type=float, default=0.0,
                    help="allowance for the car/server clock offset when checking deadline_unix_us")
     o = s.add_argument_group("operations")
-    o.add_argument("--metrics-port", type=int, help="serve Prometheus metrics at http://HOST:PORT/metrics")
+    o.add_argument("--metrics-port", type=int, help="serve Prometheus metrics at http://METRICS_HOST:PORT/metrics")
+    o.add_argument("--metrics-host", default="127.0.0.1",
+                   help="address of the /metrics endpoint (loopback by default; 0.0.0.0 exposes it)")
     o.add_argument("--grace", type=float, default=10.0, help="seconds in-flight calls get to finish on SIGTERM")
     o.add_argument("--drain-delay", type=float, default=0.0,
                    help="seconds between turning health NOT_SERVING and refusing new calls on SIGTERM")
@@ -107,6 +112,7 @@ def build_config(args: argparse.Namespace):
         return ServerConfig(
             models=args.models, host=args.host, port=args.port, insecure=args.insecure,
             tls_cert=args.tls_cert, tls_key=args.tls_key, client_ca=args.client_ca, token_file=args.token_file,
+            allow_plaintext_token=args.allow_plaintext_token, metrics_host=args.metrics_host,
             metrics_port=args.metrics_port, allow_untrained=args.allow_untrained, device=args.device,
             backend=args.backend, models_dir=args.models_dir,
             weights=_parse_weights(args.weights), workers_per_model=args.workers_per_model,

@@ -25,7 +25,10 @@ class ServerConfig(BaseModel):
     tls_key: Path | None = None
     client_ca: Path | None = None  # set: clients must present a certificate signed by it (mTLS)
     token_file: Path | None = None  # set: every call needs "authorization: Bearer <token>"
+    # A token over plaintext can be read on the wire: refused unless this says so as well.
+    allow_plaintext_token: bool = False
     metrics_port: int | None = Field(None, ge=0, le=65535)
+    metrics_host: str = Field("127.0.0.1", min_length=1, description="/metrics listens here (loopback by default)")
     # Models.
     allow_untrained: bool = False
     device: str = "auto"
@@ -63,6 +66,9 @@ class ServerConfig(BaseModel):
         if self.insecure:
             if self.tls_cert or self.tls_key or self.client_ca:
                 raise ValueError("--insecure cannot be combined with --tls-cert/--tls-key/--client-ca")
+            if self.token_file is not None and not self.allow_plaintext_token:
+                raise ValueError("--token-file with --insecure: every car's bearer token would cross the network "
+                                 "in cleartext; serve TLS, or add --allow-plaintext-token (trusted networks only)")
         elif self.tls_cert is None or self.tls_key is None:
             raise ValueError("TLS needs both --tls-cert and --tls-key (or pass --insecure explicitly "
                              "to serve plaintext, e.g. on loopback)")

@@ -15,6 +15,7 @@ Status codes of Infer:
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from concurrent import futures
@@ -296,7 +297,9 @@ class InferenceServer:
             futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="grpc"),
             interceptors=interceptors,
             options=[("grpc.max_receive_message_length", message_cap),
-                     ("grpc.max_send_message_length", 64 * 1024 * 1024)],
+                     ("grpc.max_send_message_length", 64 * 1024 * 1024),
+                     # Without this a second server on the same port binds too and takes half the calls.
+                     ("grpc.so_reuseport", 0)],
             maximum_concurrent_rpcs=threads * 4,
         )
         pb_grpc.add_InferenceServicer_to_server(self.servicer, self._server)
@@ -317,18 +320,29 @@ class InferenceServer:
     def start(self) -> int:
         """Bind, start serving, report SERVING; return the bound port."""
         bind = f"{_host_for_url(self.config.host)}:{self.config.port}"
-        if self.config.insecure:
-            port = self._server.add_insecure_port(bind)
-        else:
-            creds = server_credentials(self.config.tls_cert, self.config.tls_key, self.config.client_ca)
-            port = self._server.add_secure_port(bind, creds)
+        try:
+            if self.config.insecure:
+                port = self._server.add_insecure_port(bind)
+            else:
+                # A bad certificate or key is named here (OpenSSL's check), not reported as a bind failure.
+                creds = server_credentials(self.config.tls_cert, self.config.tls_key, self.config.client_ca)
+                port = self._server.add_secure_port(bind, creds)
+        except CredentialError as exc:
+            raise ServerSetupError(str(exc)) from None
+        except RuntimeError:  # gRPC's "Failed to bind": ask the OS why
+            port = 0
         if port == 0:
-            raise ServerSetupError(f"cannot bind {bind}")
+            raise ServerSetupError(f"cannot listen on {bind}: {_bind_problem(self.config.host, self.config.port)}")
         self.port = port
-        self._server.start()
         if self.config.metrics_port is not None:
-            self._metrics_http = self.metrics.serve_http(self.config.metrics_port, self.config.host)
+            try:
+                self._metrics_http = self.metrics.serve_http(self.config.metrics_port, self.config.metrics_host)
+            except OSError as exc:
+                self._server.stop(None)  # release the gRPC port bound above
+                raise ServerSetupError(f"--metrics-port {self.config.metrics_port}: cannot listen on "
+                                       f"{self.config.metrics_host}:{self.config.metrics_port}: {exc.strerror or exc}") from None
             self.metrics_port = self._metrics_http[0].server_address[1]
+        self._server.start()
         for service in ("", SERVICE_NAME):
             self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
         event(log, logging.INFO, "serving", address=self.address, port=port, tls=not self.config.insecure,
@@ -356,6 +370,17 @@ class InferenceServer:
     def wait(self, timeout: float | None = None) -> bool:
         """Block until stop() has finished; True when it has."""
         return self._stopped.wait(timeout)
+
+
+def _bind_problem(host: str, port: int) -> str:
+    """Why the OS refuses ``host:port`` (e.g. "Address already in use"), found by binding it."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.bind(address)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return "gRPC could not bind it (run with GRPC_VERBOSITY=debug for its reason)"
 
 
 def _host_for_url(host: str) -> str:

@@ -57,18 +57,32 @@ class SourceConfig(_Strict):
 
 
 class CloudConfig(_Strict):
+    """The cloud server and how the car proves who it is. TLS unless ``insecure`` says otherwise;
+    a bearer token over plaintext needs ``allow_plaintext_token`` as well."""
+
     address: str = Field(default="127.0.0.1:50051", min_length=1, description="host:port")
-    insecure: bool = True
-    ca_cert: str | None = None  # PEM file of the CA that signed the server's certificate
+    insecure: bool = False  # plaintext: only on a trusted network (e.g. loopback tests)
+    ca_cert: str | None = None  # PEM file of the CA that signed the server's certificate; unset: system roots
+    client_cert: str | None = None  # PEM certificate the car presents (mutual TLS), with client_key
+    client_key: str | None = None  # its unencrypted PEM private key
     token_file: str | None = None  # file with the bearer token (server run with --token-file)
+    allow_plaintext_token: bool = False  # token_file with insecure = true: the token crosses in cleartext
     ping_interval_s: float = Field(default=0.5, gt=0, le=60)
     # Extra time the car allows for the answer to travel back and be fused.
     response_margin_ms: float = Field(default=5.0, ge=0)
 
     @model_validator(mode="after")
     def _tls(self) -> "CloudConfig":
-        if not self.insecure and not self.ca_cert:
-            raise ValueError("insecure = false needs 'ca_cert' (PEM file of the server's CA)")
+        if (self.client_cert is None) != (self.client_key is None):
+            raise ValueError("mutual TLS needs both 'client_cert' and 'client_key'")
+        if self.insecure:
+            unused = [k for k in ("ca_cert", "client_cert", "client_key") if getattr(self, k)]
+            if unused:
+                raise ValueError(f"insecure = true sends plaintext, so {', '.join(unused)} would not be used; "
+                                 "remove insecure (TLS is the default) or the TLS keys")
+            if self.token_file and not self.allow_plaintext_token:
+                raise ValueError("token_file with insecure = true would send the bearer token in cleartext; use TLS "
+                                 "(leave insecure unset), or set allow_plaintext_token = true as well (trusted networks only)")
         return self
 
 

@@ -129,6 +129,7 @@ class OnboardDaemon:
         self.failed_reloads = 0
         self._cpu_latency: CpuLatencyRequest | None = None
         self._source_problem: str | None = None  # set while the source cannot be read
+        self._reported_refusal: str | None = None  # the cloud's refusal last told to systemd
         self._wd_interval: float | None = None
         self._last_wd = 0.0
 
@@ -267,6 +268,7 @@ class OnboardDaemon:
                 rep = self.pipeline.step(dataclasses.replace(frame, frame_id=self.frames))
                 self.frames += 1
                 self._keep_alive()
+                self._report_access()
                 if self.frames % self.pipeline.cfg.daemon.status_every_frames == 0:
                     self.notifier.status(self._status_line(rep))
         finally:
@@ -284,6 +286,17 @@ class OnboardDaemon:
         if wd is not None and time.monotonic() - self._last_wd >= wd:
             self.notifier.watchdog()
             self._last_wd = time.monotonic()
+
+    def _report_access(self) -> None:
+        """STATUS= as soon as the cloud starts or stops refusing the car (the monitor logs and counts)."""
+        refused = self.pipeline.access.refused
+        if (refused is None) == (self._reported_refusal is None):
+            return
+        self._reported_refusal = refused
+        if refused is not None:
+            self.notifier.status(f"CLOUD REFUSED: {refused}; on-car only; {self.frames} frames"[:400])
+        else:
+            self.notifier.status(f"cloud accepts calls again; {self.frames} frames")
 
     # -- an unreadable source: degraded, reported, retried ---------------------------------------
 
@@ -324,6 +337,7 @@ class OnboardDaemon:
                 return
             self.stop_event.wait(min(left, 0.25))
             self._keep_alive()
+            self._report_access()
 
     # -- parts that a reload can replace ---------------------------------------------------------
 
@@ -394,7 +408,8 @@ class OnboardDaemon:
 
     def _status_line(self, rep) -> str:
         c = self.pipeline.fuser.counters
-        return (
+        refused = self.pipeline.access.refused
+        return (("CLOUD REFUSED: on-car only; " if refused else "") +
             f"{self.frames} frames; estimate {rep.estimate.bandwidth_bps / 1e6:.2f} Mbit/s, "
             f"rtt {rep.estimate.rtt_s * 1000:.0f} ms; cloud {c.cloud_used} on-car {c.onboard_used} "
             f"misses {c.deadline_misses}"

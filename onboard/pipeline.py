@@ -27,7 +27,8 @@ from carlink.onboard.metrics import OnboardMetrics
 from carlink.onboard.planning import OnboardTask, Planner
 from carlink.onboard.policy import PlanInputs, backlog_bytes
 from carlink.onboard.sources import CapturedFrame
-from carlink.onboard.uplink import Uplink, UploadOutcome, UploadRequest, make_channel
+from carlink.onboard.cloud_access import AccessMonitor, open_cloud_channel
+from carlink.onboard.uplink import Uplink, UploadOutcome, UploadRequest
 from carlink.zoo.base import Detector
 
 log = logging.getLogger(__name__)
@@ -55,16 +56,6 @@ class StepReport:
     step_ms: float  # the whole onboard overhead of this frame
     uploads: int
     probe_bytes: int
-
-
-def read_token(path) -> str:
-    try:
-        token = open(path, encoding="utf-8").read().strip()
-    except OSError as exc:
-        raise ValueError(f"cloud.token_file {path}: cannot read: {exc.strerror or exc}") from None
-    if not token:
-        raise ValueError(f"cloud.token_file {path} is empty")
-    return token
 
 
 def load_onboard_models(tasks: tuple[OnboardTask, ...], device: str) -> dict[str, Detector]:
@@ -110,6 +101,8 @@ class OnboardPipeline:
         self.encoder = _make_encoder(cfg)
         self.fuser = Fuser()
         self._sink_lock = threading.Lock()
+        # One across reloads: the refused state is the car's, whichever channel saw it.
+        self.access = AccessMonitor(cfg.cloud.address, self._cloud_refused, self._cloud_access_changed)
         self.uplink = self._make_uplink(cfg)
         self._onboard_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onboard-model")
         self._onboard_futures: deque[Future] = deque()
@@ -137,13 +130,18 @@ class OnboardPipeline:
             self.cfg, self.tasks, self.models, self.planner = cfg, tasks, models, planner
 
     def _make_uplink(self, cfg: OnboardConfig) -> Uplink:
-        """An uplink on a new channel to the config's cloud (ValueError names a bad token file)."""
-        token = read_token(cfg.resolve(cfg.cloud.token_file)) if cfg.cloud.token_file else None
-        channel = make_channel(
-            cfg.cloud.address, cfg.cloud.insecure, str(cfg.resolve(cfg.cloud.ca_cert)) if cfg.cloud.ca_cert else None,
-        )
+        """An uplink on a new channel to the config's cloud (ValueError names a bad token, certificate
+        or key file by its key)."""
+        channel, token = open_cloud_channel(cfg)
+        self.access.address = cfg.cloud.address
         return Uplink(channel, self.clock, self.estimator, self._on_upload, cfg.cloud.ping_interval_s,
-                      cfg.estimator.probe_model, token=token)
+                      cfg.estimator.probe_model, token=token, access=self.access)
+
+    def _cloud_refused(self, code: str) -> None:
+        self.metrics.cloud_refusals.labels(code=code).inc()
+
+    def _cloud_access_changed(self, refused: str | None) -> None:
+        self.metrics.cloud_refused.set(0 if refused is None else 1)
 
     def reload(self, cfg: OnboardConfig, tasks: tuple[OnboardTask, ...], models: dict[str, Detector],
                sink: Sink | None = None) -> None:

@@ -22,6 +22,7 @@ import grpc
 
 from carlink.clock import Clock
 from carlink.detection import Detection
+from carlink.onboard.cloud_access import AccessMonitor
 from carlink.onboard.encoder import EncodedImage
 from carlink.onboard.estimator import UplinkEstimator
 from carlink.proto import inference_pb2 as pb
@@ -32,17 +33,6 @@ log = logging.getLogger(__name__)
 
 _INFER_METHOD = f"/{pb.DESCRIPTOR.services_by_name['Inference'].full_name}/Infer"
 _ENCODING = {"jpeg": pb.ENCODING_JPEG, "png": pb.ENCODING_PNG, "raw": pb.ENCODING_RAW_BGR}
-
-# Reconnect quickly after the server returns: gRPC's default backoff grows to two minutes.
-_CHANNEL_OPTIONS = [
-    ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.min_reconnect_backoff_ms", 100),
-    ("grpc.max_reconnect_backoff_ms", 500),
-    ("grpc.enable_retries", 0),
-    ("grpc.max_send_message_length", 64 * 1024 * 1024),
-    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
-]
-
 
 @dataclass(frozen=True, slots=True)
 class UploadRequest:
@@ -88,14 +78,6 @@ class UplinkCounters:
     probes: int = 0
 
 
-def make_channel(address: str, insecure: bool = True, ca_cert: str | None = None) -> grpc.Channel:
-    if insecure:
-        return grpc.insecure_channel(address, options=_CHANNEL_OPTIONS)
-    with open(ca_cert or "", "rb") as f:
-        creds = grpc.ssl_channel_credentials(root_certificates=f.read())
-    return grpc.secure_channel(address, creds, options=_CHANNEL_OPTIONS)
-
-
 class Uplink:
     """Sends uploads, enforces the per-task slots, reports outcomes to ``on_outcome``."""
 
@@ -108,6 +90,7 @@ class Uplink:
         ping_interval_s: float = 0.5,
         probe_model: str = "noop",
         token: str | None = None,
+        access: AccessMonitor | None = None,
     ) -> None:
         self._channel = channel
         self._stub = pb_grpc.InferenceStub(channel)
@@ -121,6 +104,8 @@ class Uplink:
         self._probe_model = probe_model
         # Bearer token for servers started with --token-file (sent with every call).
         self._md = (("authorization", f"Bearer {token}"),) if token else None
+        # Told how every call ended: a refused car must say so, not run on-car in silence.
+        self.access = access or AccessMonitor("cloud")
         self._lock = threading.Lock()
         self._slots: dict[str, _Slot] = {}
         self._probe_call: grpc.Future | None = None
@@ -205,6 +190,7 @@ class Uplink:
             resp = fut.result()
         except grpc.RpcError as err:
             code = err.code()
+            self.access.observe(code, err.details() or "")
             if code == grpc.StatusCode.DEADLINE_EXCEEDED:
                 self._est.record_timeout(nbytes, now - sent_at)
             outcome = UploadOutcome(
@@ -214,6 +200,7 @@ class Uplink:
         except grpc.FutureCancelledError:
             outcome = UploadOutcome(req.task, req.frame_id, req.model, "CANCELLED", sent_at=sent_at, done_at=now)
         else:
+            self.access.observe(grpc.StatusCode.OK)
             server_ms = resp.timings.total_ms
             self._est.record_upload(nbytes, now - sent_at, server_ms / 1000.0, sent_at=sent_at)
             outcome = UploadOutcome(
@@ -268,6 +255,7 @@ class Uplink:
                 self._est.record_upload(len(msg.payload), self._clock.now() - sent_at,
                                         resp.timings.total_ms / 1000.0, sent_at=sent_at)
             except grpc.RpcError as err:
+                self.access.observe(err.code(), err.details() or "")
                 if err.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
                     self._est.record_timeout(len(msg.payload), self._clock.now() - sent_at)
             except grpc.FutureCancelledError:
@@ -284,13 +272,15 @@ class Uplink:
         t0 = self._clock.now()
         try:
             self._stub.Ping(pb.PingRequest(client_time_unix_us=_unix_us(0.0)), timeout=timeout_s, metadata=self._md)
-        except grpc.RpcError:
+        except grpc.RpcError as err:
             self.connected = False
+            self.access.observe(err.code(), err.details() or "")
             return None
         except ValueError:  # channel closed
             return None
         rtt = self._clock.now() - t0
         self.connected = True
+        self.access.observe(grpc.StatusCode.OK)
         self._est.record_rtt(rtt)
         return rtt
 

@@ -98,7 +98,8 @@ def test_bearer_token_is_required_on_every_rpc_but_health(pki, token_file):
 
 
 def test_token_also_works_with_plaintext_when_insecure_is_explicit(token_file):
-    with running_server(models=("noop",), port=0, insecure=True, token_file=token_file) as server:
+    with running_server(models=("noop",), port=0, insecure=True, token_file=token_file,
+                        allow_plaintext_token=True) as server:
         with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
             stub = pb_grpc.InferenceStub(channel)
             assert _ping_code(stub) == grpc.StatusCode.UNAUTHENTICATED

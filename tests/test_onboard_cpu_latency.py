@@ -53,7 +53,7 @@ def test_daemon_holds_the_configured_limit_follows_reloads_and_drops_it_at_stop(
     def write(latency_us: int) -> None:
         config.write_text(
             f'[daemon]\nprofile = "{profile}"\ndevice = "cpu"\ncpu_wakeup_latency_us = {latency_us}\n'
-            f'[source]\nkind = "synthetic"\nrate_hz = 20\n[cloud]\naddress = "127.0.0.1:{srv.port}"\n'
+            f'[source]\nkind = "synthetic"\nrate_hz = 20\n[cloud]\naddress = "127.0.0.1:{srv.port}"\ninsecure = true\n'
             f'[sink]\npath = "{tmp_path / "out.jsonl"}"\n'
         )
 

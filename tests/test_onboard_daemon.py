@@ -29,7 +29,7 @@ def _write_config(path, profile, port, sink, weight=1.0):
     path.write_text(
         f'[daemon]\nprofile = "{profile}"\ndevice = "cpu"\nstatus_every_frames = 5\n'
         f'[source]\nkind = "synthetic"\nrate_hz = 10\n'
-        f'[cloud]\naddress = "127.0.0.1:{port}"\nping_interval_s = 0.2\n'
+        f'[cloud]\naddress = "127.0.0.1:{port}"\ninsecure = true\nping_interval_s = 0.2\n'
         f'[sink]\npath = "{sink}"\n'
         f'[[tasks]]\nname = "det_front"\nweight = {weight}\n'
     )

@@ -150,7 +150,7 @@ def test_daemon_skips_corrupt_records_and_keeps_running(tmp_path, tf_example_fil
     assert rc == 0, daemon.err_path.read_text()[-3000:]
     origins = {r["origin"] for r in _sink_records(sink)}
     assert origins == {f"{bad.path}#{i}" for i in bad.good}
-    skipped = [r["msg"] for r in daemon.logs() if r["msg"].startswith("source skipped")]
+    skipped = [r["event"] for r in daemon.logs() if r["event"].startswith("source skipped")]
     for i in (2, 4, 5):
         assert any(f"{bad.path}: record {i} at byte offset {bad.offsets[i]}:" in m for m in skipped), skipped
 
@@ -182,10 +182,10 @@ def test_unreadable_source_is_a_degraded_state_reported_and_retried(tmp_path, tf
     finally:
         rc = daemon.stop()
     assert rc == 0
-    errors = [r for r in daemon.logs() if r["level"] == "ERROR"]
-    degraded = [r for r in errors if r["msg"].startswith("source degraded")]
+    errors = [r for r in daemon.logs() if r["level"] == "error"]
+    degraded = [r for r in errors if r["event"].startswith("source degraded")]
     assert len(degraded) == 1, "one error line per state change, not one per retry"
-    assert str(scene) in degraded[0]["msg"] and "not a TFRecord" in " ".join(r["msg"] for r in daemon.logs())
+    assert str(scene) in degraded[0]["event"] and "not a TFRecord" in " ".join(r["event"] for r in daemon.logs())
     ids = [r["frame_id"] for r in _sink_records(sink)]
     assert ids == list(range(len(ids)))
 

@@ -20,7 +20,7 @@ def _config(path, profile, port, sink, *, source: str, tasks=("det_front",), thr
     body = (
         f'[daemon]\nprofile = "{profile}"\ndevice = "{device}"\n'
         f'[source]\n{source}\n'
-        f'[cloud]\naddress = "127.0.0.1:{port}"\nping_interval_s = 0.2\n'
+        f'[cloud]\naddress = "127.0.0.1:{port}"\ninsecure = true\nping_interval_s = 0.2\n'
         f'[encoder]\nthreads = {threads}\n'
         f'[sink]\npath = "{sink}"\n'
         f'[metrics]\nport = {metrics_port}\n'
@@ -165,7 +165,7 @@ def test_bad_token_file_stops_start_up_with_its_key(tmp_path, token, problem):
                      metrics_port=free_port())
     if token is not None:
         (tmp_path / "token").write_text(token)
-    config.write_text(config.read_text().replace("[cloud]\n", '[cloud]\ntoken_file = "token"\n'))
+    config.write_text(config.read_text().replace("[cloud]\n", '[cloud]\ntoken_file = "token"\nallow_plaintext_token = true\n'))
     daemon = OnboardDaemon(config)
     with pytest.raises(StartupError, match=rf"c\.toml: cloud\.token_file .*token:? {problem}"):
         daemon.run()
