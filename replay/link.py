@@ -43,7 +43,7 @@ from typing import Protocol
 
 import numpy as np
 
-MTU = 1500
+from carlink.network import MTU
 
 
 class OpportunityTrace(Protocol):

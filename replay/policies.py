@@ -50,12 +50,12 @@ from typing import Callable, Sequence
 import numpy as np
 
 from carlink.allocator.solve import Allocator, AllocatorConfig
+from carlink.network import MTU
 from carlink.onboard.policy import CarlinkPolicy as OnboardCarlinkPolicy
 from carlink.onboard.policy import PlanInputs, PolicyTask, policy_tasks_from_profile
 from carlink.replay.profile_view import ON_CAR, ReplayProfile, TaskInfo
 from carlink.tasks import Task
 
-MTU = 1500
 POLICY_NAMES = ("carlink", "turbo", "on-car", "single-cloud", "oracle", "carlink-link", "carlink-utility")
 DIAGNOSTICS = ("carlink-link", "carlink-utility")
 

@@ -39,7 +39,8 @@ from carlink.onboard.policy import backlog_bytes, runtime_sigma
 from carlink.datasets.traces import Trace
 from carlink.replay.checks import overlap_warnings, scene_warnings, trace_warnings
 from carlink.replay.frame_utility import UtilitySource, has_camera
-from carlink.replay.link import MTU, DelaySeries, TraceLink, delay_at
+from carlink.network import MTU, PING_BYTES, PING_INTERVAL_S
+from carlink.replay.link import DelaySeries, TraceLink, delay_at
 from carlink.replay.link_events import EmulatedLink
 from carlink.replay.player import PlayedFrame
 from carlink.replay.policies import POLICY_NAMES, FrameFacts, FrameView, Policy, make_policy
@@ -56,9 +57,8 @@ ESTIMATE_NOTES = {
     "trace": "trace: carlink and turbo read the link's true capacity per past 100 ms bin (no car can); "
              "carlink plans over the last 0.5 s of it, turbo uses its mean",
 }
-PING_INTERVAL_S = 0.5  # as the daemon's default cloud.ping_interval_s
-PING_BYTES = 100  # a Ping request on the wire
 PROBE_TIMEOUT_S = 1.0  # as onboard/uplink.py's probe()
+
 
 def charged_runtime_ms(seed: int, frame: int, task: str, option: str, p50: float, p99: float) -> float:
     """The runtime the virtual clock charges one model run: a draw from a log-normal with the
