@@ -37,6 +37,9 @@ def plot_gain_vs_scale(summary: SweepSummary, path: Path) -> Path:
                         linewidth=2.0 if p == "carlink" else 1.0)
         ax.axhline(0.0, color="0.6", linewidth=0.8)
         ax.set_xscale("log", base=2)
+        scales = [g.scale for g in groups]
+        ax.set_xticks(scales, [f"{s:g}" for s in scales])
+        ax.minorticks_off()
         ax.set_title(trace, fontsize="small")
         ax.set_xlabel("capacity scale")
         ax.set_ylabel("gain over on-car (pp)")
