@@ -5,7 +5,8 @@ sweep's policies on the same frames and the same trace (as ``carlink replay`` do
 described by a :class:`RunSpec` (plain, picklable values: paths, numbers, names) and computed by
 the pure function :func:`run_one` (same spec, same :class:`RunResult`), so the units can run
 anywhere (serially by default; ``run_grid(..., map_fn=...)`` takes any ordered map, e.g. one
-that runs them on Ray) and are merged in the grid's fixed order (replay/sweep_stats.py).
+that runs them on Ray: :class:`SweepWorker` with replay/distributed.py) and are merged in the
+grid's fixed order (replay/sweep_stats.py).
 
 Loaded scenes, traces and profiles are cached per process: consecutive units reuse them.
 """
@@ -206,6 +207,14 @@ def run_grid(specs: Sequence[RunSpec], map_fn: Callable[[Callable, Iterable], It
         if progress is not None:
             progress(1)
     return out
+
+
+class SweepWorker:
+    """A unit worker for replay/distributed.py (``run_units(grid.specs(), SweepWorker, target)``):
+    each Ray worker keeps one, and with it this process's caches of scenes, traces and models."""
+
+    def run(self, spec: RunSpec) -> RunResult:
+        return run_one(spec)
 
 
 # -- the grid -----------------------------------------------------------------------------------
