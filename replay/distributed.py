@@ -35,6 +35,8 @@ RAY_EXTRA = "pip install 'carlink[ray]'"
 # Two units queued per worker: the next one is already on the worker when the current one ends.
 _IN_FLIGHT_PER_WORKER = 2
 _GCS_PROBE_METHOD = "/ray.rpc.NodeInfoGcsService/GetClusterId"
+# The driver's settings a worker needs to find what the driver names (the models directory).
+FORWARDED_ENV = ("CARLINK_MODELS_DIR",)
 
 
 class DistributedError(RuntimeError):
@@ -144,10 +146,30 @@ def ray_session(target: RayTarget) -> Iterator[RaySession]:
             ray.shutdown()
 
 
+@dataclass(frozen=True)
+class DriverContext:
+    """What a worker takes over from the driver, so that paths mean the same on both sides."""
+
+    cwd: str
+    env: dict[str, str]
+
+    @classmethod
+    def here(cls) -> "DriverContext":
+        return cls(os.getcwd(), {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ})
+
+    def apply(self) -> None:
+        os.environ.update(self.env)
+        # relative paths (scenes, traces, profiles) resolve as in the driver where the folder exists
+        # on this node; on a cluster, give absolute paths that exist on every node
+        if os.path.isdir(self.cwd):
+            os.chdir(self.cwd)
+
+
 class _WorkerHost:
     """The actor: builds its worker once and runs units on it (Ray wraps it lazily)."""
 
-    def __init__(self, make_worker: Callable[[], UnitWorker]) -> None:
+    def __init__(self, make_worker: Callable[[], UnitWorker], context: DriverContext) -> None:
+        context.apply()
         self._make_worker = make_worker
         self._worker: UnitWorker | None = None
 
@@ -193,7 +215,8 @@ def _schedule(units, make_worker, target, session, on_result, weight, progress_b
     host_cls = ray.remote(num_cpus=1, max_restarts=target.max_restarts,
                           max_task_retries=target.max_restarts)(_WorkerHost)
     n_workers = min(session.workers, len(units))
-    actors = [host_cls.remote(make_worker) for _ in range(n_workers)]
+    context = DriverContext.here()
+    actors = [host_cls.remote(make_worker, context) for _ in range(n_workers)]
     todo = deque(range(len(units)))
     pending: dict[Any, tuple[int, int]] = {}  # object ref -> (unit index, actor index)
     results: list[Any] = [None] * len(units)
@@ -233,5 +256,5 @@ def _schedule(units, make_worker, target, session, on_result, weight, progress_b
     return results
 
 
-__all__ = ["DistributedError", "RAY_EXTRA", "RaySession", "RayTarget", "UnitWorker", "check_reachable",
+__all__ = ["DistributedError", "DriverContext", "FORWARDED_ENV", "RAY_EXTRA", "RaySession", "RayTarget", "UnitWorker", "check_reachable",
            "import_ray", "ray_session", "run_units"]

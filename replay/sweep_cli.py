@@ -41,6 +41,7 @@ def build_sweep_parser(prog: str = "carlink replay sweep") -> argparse.ArgumentP
     from carlink.cli_types import non_negative_float, positive_int
     from carlink.replay.cli import add_scene_options
     from carlink.replay.policies import POLICY_NAMES
+    from carlink.replay.ray_cli import add_ray_arguments
 
     p = argparse.ArgumentParser(
         prog=prog, description="Run a grid of virtual-clock replays and summarise every policy per trace and "
@@ -72,6 +73,7 @@ def build_sweep_parser(prog: str = "carlink replay sweep") -> argparse.ArgumentP
     p.add_argument("-o", "--output", default="sweep-out", metavar="DIR", help="output folder (default sweep-out)")
     p.add_argument("--no-report", action="store_true", help="write sweep.json only")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_ray_arguments(p, "the grid's replays (one unit each)")
     p.set_defaults(func=run_sweep_command, parser=p)
     return p
 
@@ -137,12 +139,16 @@ def sweep_inputs(grid, specs) -> dict:
     }
 
 
-def run_sweep(grid, progress: bool = False):
-    """Expand, run (serially) and summarise a grid: the SweepSummary."""
+def run_sweep(grid, progress: bool = False, ray=None):
+    """Expand, run (serially, or on Ray with a RayTarget) and summarise a grid: the SweepSummary."""
     from carlink.replay.sweep import run_grid
     from carlink.replay.sweep_stats import summarize_sweep
 
     specs = grid.specs()
+    if ray is not None:
+        from carlink.replay.sweep_on_ray import ray_map
+
+        return summarize_sweep(grid, run_grid(specs, map_fn=ray_map(ray, progress)), sweep_inputs(grid, specs))
     bar = None
     if progress:
         from tqdm import tqdm
@@ -159,17 +165,20 @@ def run_sweep(grid, progress: bool = False):
 def run_sweep_command(args: argparse.Namespace) -> int:
     from carlink.datasets.errors import DatasetError
     from carlink.profile import ProfileError
+    from carlink.replay.distributed import DistributedError
     from carlink.replay.frame_utility import TruthError
+    from carlink.replay.ray_cli import ray_target
     from carlink.replay.player import PlayerError
     from carlink.replay.sweep import SweepError
     from carlink.replay.sweep_stats import format_sweep_table
 
     try:
+        ray = ray_target(args)
         grid = grid_from_args(args)
-        summary = run_sweep(grid, progress=not args.no_progress)
+        summary = run_sweep(grid, progress=not args.no_progress, ray=ray)
     except TruthError as exc:
         raise _error(f"--truth: {exc}") from None
-    except (SweepError, ProfileError, PlayerError) as exc:
+    except (SweepError, ProfileError, PlayerError, DistributedError) as exc:
         raise _error(str(exc)) from None
     except (DatasetError, OSError) as exc:
         raise _error(f"sweep: {exc}") from None

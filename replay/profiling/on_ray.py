@@ -13,7 +13,6 @@ interrupted run resumes as a serial one does.
 from __future__ import annotations
 
 import math
-import os
 from collections import OrderedDict
 from dataclasses import dataclass
 from functools import partial
@@ -29,7 +28,6 @@ from carlink.replay.profiling.errors import ProfilerError, ProfilingStopped
 from carlink.replay.profiling.frames import FrameRef
 from carlink.replay.profiling.measure import RunResult, _measure_options, _Models, _timed_detect, evaluate, labels_of
 from carlink.replay.profiling.tasks import TaskKey
-from carlink.zoo.models_dir import MODELS_DIR_ENV, resolve_models_dir
 
 # Units per worker to aim for when splitting groups: enough that the last ones end close together.
 _UNITS_PER_WORKER = 4
@@ -69,13 +67,11 @@ class MeasureUnit:
 class ProfileWorker:
     """Lives in one Ray actor for the whole run: models loaded once, the last scenes read kept."""
 
-    def __init__(self, config: ProfileConfig, models_dir: str) -> None:
+    def __init__(self, config: ProfileConfig) -> None:
         import cv2
 
         # One Ray CPU per worker: OpenCV's own thread pool would make the workers fight over cores.
         cv2.setNumThreads(1)
-        # The driver's models directory, which must be at the same path on every node.
-        os.environ[MODELS_DIR_ENV] = models_dir
         self._config = config
         self._classes = config.classes()
         self._options = {o.id: o for o in config.options()}
@@ -173,7 +169,7 @@ def measure_on_ray(
         if stop_after is not None and result.measured >= stop_after:
             raise ProfilingStopped(f"stopped after {result.measured} measurements, as asked")
 
-    make_worker = partial(ProfileWorker, config, str(resolve_models_dir()))
+    make_worker = partial(ProfileWorker, config)
     run_units(units, make_worker, target, on_result=record, weight=lambda u: u.size,
               progress_bar=progress_bar, desc="profiling", unit_name="measurement")
     return result
