@@ -10,6 +10,14 @@ from typing import Any
 from carlink.cli import CommandError
 
 
+def _where_weights_are(p: argparse.ArgumentParser) -> None:
+    """--cache-dir and --models-dir: where `list` and `info` look for weights."""
+    p.add_argument("--cache-dir", type=Path, default=None,
+                   help="checkpoint folder to look for weights in (default: torch hub's checkpoints folder)")
+    p.add_argument("--models-dir", type=Path, default=None,
+                   help="Darknet models directory (default: $CARLINK_MODELS_DIR, else ~/.cache/carlink/models)")
+
+
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     p = sub.add_parser(
         "models", help="list, describe and fetch the models of the zoo",
@@ -24,20 +32,14 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
 
     lp = msub.add_parser("list", help="list every model with its family, classes and weights status",
                          description="List the zoo's models and whether their weights are available.")
-    lp.add_argument("--cache-dir", type=Path, default=None,
-                    help="checkpoint folder to look for weights in (default: torch hub's checkpoints folder)")
-    lp.add_argument("--models-dir", type=Path, default=None,
-                    help="Darknet models directory (default: $CARLINK_MODELS_DIR, else ~/.cache/carlink/models)")
+    _where_weights_are(lp)
     lp.add_argument("--json", action="store_true", help="print JSON instead of a table")
     lp.set_defaults(func=_list)
 
     ip = msub.add_parser("info", help="describe one model and where its weights are looked for",
                          description="Describe one model: spec, weights source and local status.")
     ip.add_argument("name", metavar="NAME", help="model name (see `carlink models list`)")
-    ip.add_argument("--cache-dir", type=Path, default=None,
-                    help="checkpoint folder to look for weights in (default: torch hub's checkpoints folder)")
-    ip.add_argument("--models-dir", type=Path, default=None,
-                    help="Darknet models directory (default: $CARLINK_MODELS_DIR, else ~/.cache/carlink/models)")
+    _where_weights_are(ip)
     ip.add_argument("--json", action="store_true", help="print JSON instead of text")
     ip.set_defaults(func=_info)
 

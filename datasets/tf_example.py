@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Iterator
+from typing import Any, Iterator
 
 from google.protobuf.message import DecodeError as ProtobufDecodeError
 
@@ -28,7 +28,7 @@ from carlink.datasets import tf_example_pb2 as pb
 from carlink.datasets.errors import DecodeError
 from carlink.datasets.frames import CameraImage, CameraLabel, CameraName, Frame, FrameSource
 from carlink.datasets.imagesize import image_format, image_size
-from carlink.datasets.tfrecord import DEFAULT_MAX_RECORD_BYTES, CorruptRecord, Record, TFRecordReader, parse_record
+from carlink.datasets.tfrecord import Record, parse_record, read_decoded
 from carlink.detection import Box2D, WaymoClass
 
 FORMAT = "tf-example"
@@ -125,33 +125,15 @@ def frame_from_example(message: pb.Example, source: FrameSource) -> Frame:
     )
 
 
-def read_tf_example_frames(
-    path: str | os.PathLike[str],
-    *,
-    verify_crc: bool = True,
-    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
-    skip_corrupt: bool = False,
-    reader: TFRecordReader | None = None,
-) -> Iterator[Frame]:
-    """Stream the frames of a TF-Example TFRecord file (see the module docstring)."""
-    reader = reader or TFRecordReader(
-        path, verify_crc=verify_crc, max_record_bytes=max_record_bytes, skip_corrupt=skip_corrupt
-    )
-    for record in reader:
-        source = FrameSource(str(reader.path), record.index, record.offset, FORMAT)
-        try:
-            frame = _frame_of(record, reader.path, source)
-        except DecodeError as exc:
-            if not reader.skip_corrupt:
-                raise
-            reader.report.records -= 1  # counted as read by the framing layer; it is corrupt
-            reader.report.corrupt.append(CorruptRecord(exc.index, exc.offset, exc.problem))
-            continue
-        yield frame
+def read_tf_example_frames(path: str | os.PathLike[str], **options: Any) -> Iterator[Frame]:
+    """Stream the frames of a TF-Example TFRecord file (see the module docstring); ``options``
+    as for :func:`carlink.datasets.tfrecord.read_decoded`."""
+    return read_decoded(path, _frame_of, **options)
 
 
-def _frame_of(record: Record, path: str | os.PathLike[str], source: FrameSource) -> Frame:
+def _frame_of(record: Record, path: str | os.PathLike[str]) -> Frame:
     """The record as a Frame; any value outside what the reader expects is a DecodeError naming it."""
+    source = FrameSource(str(path), record.index, record.offset, FORMAT)
     try:
         return frame_from_example(parse_example(record, path), source)
     except DecodeError:

@@ -31,7 +31,7 @@ import os
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Iterable, Iterator
+from typing import Any, BinaryIO, Callable, Iterable, Iterator, TypeVar
 
 import google_crc32c
 from google.protobuf.message import DecodeError as ProtobufDecodeError
@@ -52,6 +52,7 @@ FOOTER_BYTES = 4  # uint32 masked CRC of the data
 _MASK_DELTA = 0xA282EAD8
 _U64 = struct.Struct("<Q")
 _U32 = struct.Struct("<I")
+T = TypeVar("T")
 
 
 def masked_crc32c(data: bytes | bytearray | memoryview) -> int:
@@ -231,16 +232,48 @@ def _read_exactly(f: BinaryIO, n: int) -> bytes:
     return b"".join(parts)
 
 
+def read_decoded(
+    path: str | os.PathLike[str],
+    decode: Callable[[Record, Path], T],
+    *,
+    reader: TFRecordReader | None = None,
+    **options: Any,
+) -> Iterator[T]:
+    """``decode(record, path)`` for each record of a TFRecord file, one record in memory at a time.
+
+    ``options`` are TFRecordReader's (``verify_crc``, ``max_record_bytes``, ``skip_corrupt``); or
+    pass your own ``reader`` to see its report afterwards. With ``skip_corrupt``, a record whose
+    payload does not decode (``decode`` raises DecodeError) is skipped and counted as corrupt, as
+    one whose framing is bad.
+    """
+    reader = reader or TFRecordReader(path, **options)
+    for record in reader:
+        try:
+            item = decode(record, reader.path)
+        except DecodeError as exc:
+            if not reader.skip_corrupt:
+                raise
+            reader.report.records -= 1  # counted as read by the framing layer; it is corrupt
+            reader.report.corrupt.append(CorruptRecord(exc.index, exc.offset, exc.problem))
+            continue
+        yield item
+
+
 def read_records(path: str | os.PathLike[str], **options: object) -> Iterator[bytes]:
     """Convenience: the payloads of a TFRecord file as bytes (options as for TFRecordReader)."""
     for record in TFRecordReader(path, **options):  # type: ignore[arg-type]
         yield bytes(record.data)
 
 
+def _record_parts(data: bytes | bytearray | memoryview) -> tuple[bytes, bytes, bytes | bytearray | memoryview, bytes]:
+    """A record on disk, in pieces: length, its masked CRC, the data itself, the data's CRC."""
+    length = _U64.pack(len(data))
+    return length, _U32.pack(masked_crc32c(length)), data, _U32.pack(masked_crc32c(data))
+
+
 def encode_record(data: bytes | bytearray | memoryview) -> bytes:
     """One record's bytes on disk (header, data, data CRC)."""
-    length = _U64.pack(len(data))
-    return b"".join((length, _U32.pack(masked_crc32c(length)), bytes(data), _U32.pack(masked_crc32c(data))))
+    return b"".join(_record_parts(data))
 
 
 class TFRecordWriter:
@@ -254,11 +287,8 @@ class TFRecordWriter:
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if self._file is None:
             raise ValueError(f"{self.path}: writer is closed")
-        length = _U64.pack(len(data))
-        self._file.write(length)
-        self._file.write(_U32.pack(masked_crc32c(length)))
-        self._file.write(data)
-        self._file.write(_U32.pack(masked_crc32c(data)))
+        for part in _record_parts(data):  # written piece by piece: the data is not copied
+            self._file.write(part)
         self.records += 1
 
     def close(self) -> None:

@@ -7,7 +7,7 @@ official field numbers the part of ``waymo.open_dataset.Frame`` that carlink use
 from __future__ import annotations
 
 import os
-from typing import Iterator
+from typing import Any, Iterator
 
 from carlink.datasets import waymo_frame_pb2 as pb
 from carlink.datasets.errors import DecodeError
@@ -21,7 +21,7 @@ from carlink.datasets.frames import (
     FrameSource,
 )
 from carlink.datasets.imagesize import image_format, image_size
-from carlink.datasets.tfrecord import DEFAULT_MAX_RECORD_BYTES, CorruptRecord, Record, TFRecordReader, parse_record
+from carlink.datasets.tfrecord import Record, parse_record, read_decoded
 from carlink.detection import Box2D, WaymoClass
 
 FORMAT = "waymo-frame"
@@ -75,41 +75,22 @@ def frame_from_proto(message: pb.Frame, source: FrameSource | None = None) -> Fr
     )
 
 
-def read_waymo_frames(
-    path: str | os.PathLike[str],
-    *,
-    verify_crc: bool = True,
-    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
-    skip_corrupt: bool = False,
-    reader: TFRecordReader | None = None,
-) -> Iterator[Frame]:
+def read_waymo_frames(path: str | os.PathLike[str], **options: Any) -> Iterator[Frame]:
     """Stream the Frames of a Waymo v1 TFRecord file, one record in memory at a time.
 
-    With ``skip_corrupt`` records that fail their CRC or do not parse are skipped and counted in
-    ``reader.report`` (pass your own ``reader`` to see it).
+    ``options`` as for :func:`carlink.datasets.tfrecord.read_decoded` (``verify_crc``,
+    ``max_record_bytes``, ``skip_corrupt``, ``reader``): with ``skip_corrupt`` records that fail
+    their CRC or do not parse are skipped and counted in ``reader.report``.
     """
-    reader = reader or TFRecordReader(
-        path, verify_crc=verify_crc, max_record_bytes=max_record_bytes, skip_corrupt=skip_corrupt
-    )
-    for record in reader:
-        source = FrameSource(str(reader.path), record.index, record.offset, FORMAT)
-        try:
-            frame = _frame_of(record, reader.path, source)
-        except DecodeError as exc:
-            if not reader.skip_corrupt:
-                raise
-            reader.report.records -= 1  # counted as read by the framing layer; it is corrupt
-            reader.report.corrupt.append(CorruptRecord(exc.index, exc.offset, exc.problem))
-            continue
-        yield frame
+    return read_decoded(path, _frame_of, **options)
 
 
-def _frame_of(record: Record, path: str | os.PathLike[str], source: FrameSource) -> Frame:
+def _frame_of(record: Record, path: str | os.PathLike[str]) -> Frame:
     """The record as a Frame; a payload that parses but holds values outside the schema (an
     unknown camera or label type) is a DecodeError too, naming the record."""
     message = parse_frame_proto(record, path)
     try:
-        return frame_from_proto(message, source)
+        return frame_from_proto(message, FrameSource(str(path), record.index, record.offset, FORMAT))
     except ValueError as exc:
         raise DecodeError(path, record.index, record.offset, f"not a valid waymo.open_dataset.Frame: {exc}") from None
 
