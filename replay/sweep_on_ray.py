@@ -11,12 +11,7 @@ from __future__ import annotations
 from typing import Callable, Iterable
 
 from carlink.replay.distributed import RayTarget, run_units
-from carlink.replay.sweep import RunResult, RunSpec, run_one
-
-
-class SweepWorker:
-    def run(self, spec: RunSpec) -> RunResult:
-        return run_one(spec)
+from carlink.replay.sweep import RunResult, RunSpec, SweepWorker, run_one
 
 
 def ray_map(target: RayTarget, progress_bar: bool = True) -> Callable[[Callable, Iterable[RunSpec]], list[RunResult]]:
@@ -31,4 +26,4 @@ def ray_map(target: RayTarget, progress_bar: bool = True) -> Callable[[Callable,
     return map_on_ray
 
 
-__all__ = ["SweepWorker", "ray_map"]
+__all__ = ["ray_map"]
