@@ -11,7 +11,10 @@ import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from carlink.network import PING_INTERVAL_S
+from carlink.validation import StrictModel, problems
 
 if TYPE_CHECKING:
     from carlink.onboard.policy import PolicySettings  # numpy and scipy: loaded only when planning
@@ -21,12 +24,7 @@ class ConfigError(ValueError):
     """The configuration file is missing, not TOML, or has bad values (message names the key)."""
 
 
-class _Strict(BaseModel):
-    # Unknown keys are errors: a misspelt option silently ignored is worse than a refusal.
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class TaskConfig(_Strict):
+class TaskConfig(StrictModel):
     """Car-side settings of one task of the profile; unset values come from the profile."""
 
     name: str = Field(min_length=1, description="task name as in the profile")
@@ -36,7 +34,7 @@ class TaskConfig(_Strict):
     weight: float | None = Field(default=None, ge=0)
 
 
-class SourceConfig(_Strict):
+class SourceConfig(StrictModel):
     kind: Literal["waymo", "tf-example", "folder", "camera", "synthetic"]
     path: str | None = None  # file or folder; required for all kinds but camera and synthetic
     device: int | str = 0  # camera index or URL for kind = "camera"
@@ -56,7 +54,7 @@ class SourceConfig(_Strict):
         return self
 
 
-class CloudConfig(_Strict):
+class CloudConfig(StrictModel):
     """The cloud server and how the car proves who it is. TLS unless ``insecure`` says otherwise;
     a bearer token over plaintext needs ``allow_plaintext_token`` as well."""
 
@@ -67,7 +65,7 @@ class CloudConfig(_Strict):
     client_key: str | None = None  # its unencrypted PEM private key
     token_file: str | None = None  # file with the bearer token (server run with --token-file)
     allow_plaintext_token: bool = False  # token_file with insecure = true: the token crosses in cleartext
-    ping_interval_s: float = Field(default=0.5, gt=0, le=60)
+    ping_interval_s: float = Field(default=PING_INTERVAL_S, gt=0, le=60)
     # Extra time the car allows for the answer to travel back and be fused.
     response_margin_ms: float = Field(default=5.0, ge=0)
 
@@ -86,7 +84,7 @@ class CloudConfig(_Strict):
         return self
 
 
-class EstimatorConfig(_Strict):
+class EstimatorConfig(StrictModel):
     window_s: float = Field(default=5.0, gt=0, le=600, description="sliding window of samples")
     quantile: float = Field(default=0.1, ge=0, le=1, description="low quantile: conservative")
     initial_bps: float = Field(default=1e6, ge=0, description="estimate before any sample")
@@ -101,7 +99,7 @@ class EstimatorConfig(_Strict):
     probe_model: str = "noop"  # cloud model that answers probe requests (padding, no work)
 
 
-class PolicyConfig(_Strict):
+class PolicyConfig(StrictModel):
     """Which candidate plans carlink's per-frame policy scores (onboard/policy.py). An unset key
     keeps the policy's default (:class:`carlink.onboard.policy.PolicySettings`), the same the
     replay's carlink uses."""
@@ -118,23 +116,23 @@ class PolicyConfig(_Strict):
         return PolicySettings(**{k: tuple(v) for k, v in self.model_dump(exclude_none=True).items()})
 
 
-class EncoderConfig(_Strict):
+class EncoderConfig(StrictModel):
     threads: int = Field(default=2, ge=1, le=64)
     # Cut large full-size JPEGs into one strip per thread, joined losslessly (onboard/jpeg_strips.py).
     strips: bool = True
 
 
-class SinkConfig(_Strict):
+class SinkConfig(StrictModel):
     path: str = "-"  # "-" is stdout
     include_detections: bool = True
 
 
-class MetricsConfig(_Strict):
+class MetricsConfig(StrictModel):
     port: int = Field(default=0, ge=0, le=65535, description="0 disables the HTTP endpoint")
     address: str = "127.0.0.1"
 
 
-class DaemonConfig(_Strict):
+class DaemonConfig(StrictModel):
     profile: str = Field(min_length=1, description="profile JSON (carlink profile)")
     device: Literal["auto", "cpu", "cuda"] = "auto"  # where on-car models run
     watchdog: bool = True
@@ -143,7 +141,7 @@ class DaemonConfig(_Strict):
     cpu_wakeup_latency_us: int | None = Field(default=None, ge=0, le=2**31 - 1)
 
 
-class OnboardConfig(_Strict):
+class OnboardConfig(StrictModel):
     """The whole file. ``allocator`` is the allocator's own table (carlink.allocator.solve
     AllocatorConfig: solver, mip_solver, cvxpy_max_tasks, headroom, switching_penalty);
     ``policy`` the candidates the per-frame policy scores (:class:`PolicyConfig`)."""
@@ -195,27 +193,12 @@ class OnboardConfig(_Strict):
         return self.resolve(self.daemon.profile)
 
 
-def _format_errors(where: str, err: ValidationError) -> str:
-    lines = []
-    for e in err.errors():
-        key = ""
-        for part in e["loc"]:
-            key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else str(part))
-        msg = e["msg"]
-        if e["type"] == "extra_forbidden":
-            msg = "unknown key"
-        elif e["type"] == "missing":
-            msg = "required key is missing"
-        lines.append(f"{where}: {key or '(top level)'}: {msg}")
-    return "\n".join(lines)
-
-
 def parse_config(data: dict, where: str = "<config>", base_dir: str | Path = ".") -> OnboardConfig:
     """Validate an already-parsed TOML document."""
     try:
         return OnboardConfig.model_validate({**data, "base_dir": str(base_dir)})
     except ValidationError as err:
-        raise ConfigError(_format_errors(where, err)) from None
+        raise ConfigError("\n".join(f"{where}: {problem}" for problem in problems(err))) from None
 
 
 def load_config(path: str | Path) -> OnboardConfig:

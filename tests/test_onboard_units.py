@@ -92,7 +92,7 @@ def test_missing_profile_is_a_startup_error(tmp_path):
     "content, problem",
     [
         ('{"tasks": [', "not valid JSON at line 1"),
-        ('{"version": 1, "tasks": [{"name": "a", "camera": "FRONT", "deadline_ms": 100}]}', "on_car: Field required"),
+        ('{"version": 1, "tasks": [{"name": "a", "camera": "FRONT", "deadline_ms": 100}]}', "on_car: required key is missing"),
         ('{"version": 1, "tasks": [{"name": "a", "camera": "FRONT", "deadline_ms": 100, '
          '"on_car": {"model": "noop", "utility": 2.0}}]}', "outside the task's range"),
         ('{"version": 7, "tasks": []}', "version 7 is not supported"),
