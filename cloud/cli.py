@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 
 from carlink.cli import CommandError
+from carlink.cli_types import non_negative_float, non_negative_int, positive_int
 
 log = logging.getLogger("carlink.cloud.cli")
 
@@ -33,7 +34,7 @@ def _register_serve(sub) -> None:
     s.add_argument("--models", required=True, type=_csv,
                    help="comma-separated zoo model names to serve (see `carlink cloud models`)")
     s.add_argument("--host", default="127.0.0.1", help="address to listen on ([::] or 0.0.0.0 for all)")
-    s.add_argument("--port", type=int, default=50051, help="port to listen on; 0 picks a free one (logged)")
+    s.add_argument("--port", type=non_negative_int, default=50051, help="port to listen on; 0 picks a free one (logged)")
     sec = s.add_argument_group("security")
     sec.add_argument("--tls-cert", type=Path, help="server certificate chain (PEM)")
     sec.add_argument("--tls-key", type=Path, help="server private key (PEM)")
@@ -55,25 +56,25 @@ def _register_serve(sub) -> None:
                    help="backend for Darknet models (torch: GPU when present, batched; auto: torch on CUDA, else opencv)")
     m.add_argument("--models-dir", type=Path, default=None,
                    help="Darknet models directory (default: $CARLINK_MODELS_DIR, else ~/.cache/carlink/models)")
-    m.add_argument("--workers-per-model", type=int, default=1,
+    m.add_argument("--workers-per-model", type=positive_int, default=1,
                    help="model instances (threads) per unbatched model, e.g. HOG")
     q = s.add_argument_group("admission and batching")
-    q.add_argument("--max-concurrency", type=int, default=32,
+    q.add_argument("--max-concurrency", type=positive_int, default=32,
                    help="Infer calls in progress at once; more are answered RESOURCE_EXHAUSTED")
-    q.add_argument("--max-batch", type=int, default=1, help="largest batch for batchable (torch) models")
-    q.add_argument("--batch-wait-ms", type=float, default=2.0,
+    q.add_argument("--max-batch", type=positive_int, default=1, help="largest batch for batchable (torch) models")
+    q.add_argument("--batch-wait-ms", type=non_negative_float, default=2.0,
                    help="longest a request waits for others to join its batch")
-    q.add_argument("--max-payload-bytes", type=int, default=16 * 1024 * 1024, help="largest image payload")
-    q.add_argument("--max-pixels", type=int, default=50_000_000, help="largest image (width*height), from its header")
+    q.add_argument("--max-payload-bytes", type=positive_int, default=16 * 1024 * 1024, help="largest image payload")
+    q.add_argument("--max-pixels", type=positive_int, default=50_000_000, help="largest image (width*height), from its header")
     q.add_argument("--tasks", type=_csv, default=(), help="comma-separated accepted task names (default: any)")
-    q.add_argument("--deadline-skew-ms", type=float, default=0.0,
+    q.add_argument("--deadline-skew-ms", type=non_negative_float, default=0.0,
                    help="allowance for the car/server clock offset when checking deadline_unix_us")
     o = s.add_argument_group("operations")
-    o.add_argument("--metrics-port", type=int, help="serve Prometheus metrics at http://METRICS_HOST:PORT/metrics")
+    o.add_argument("--metrics-port", type=non_negative_int, help="serve Prometheus metrics at http://METRICS_HOST:PORT/metrics")
     o.add_argument("--metrics-host", default="127.0.0.1",
                    help="address of the /metrics endpoint (loopback by default; 0.0.0.0 exposes it)")
-    o.add_argument("--grace", type=float, default=10.0, help="seconds in-flight calls get to finish on SIGTERM")
-    o.add_argument("--drain-delay", type=float, default=0.0,
+    o.add_argument("--grace", type=non_negative_float, default=10.0, help="seconds in-flight calls get to finish on SIGTERM")
+    o.add_argument("--drain-delay", type=non_negative_float, default=0.0,
                    help="seconds between turning health NOT_SERVING and refusing new calls on SIGTERM")
     o.add_argument("--access-log", action="store_true", help="log every Infer call (JSON), not just refusals")
     s.set_defaults(func=_serve)
@@ -106,6 +107,8 @@ def _parse_weights(items: list[str]) -> dict[str, Path]:
 def build_config(args: argparse.Namespace):
     from pydantic import ValidationError
 
+    from carlink.validation import problems
+
     from .config import ServerConfig
 
     try:
@@ -121,8 +124,7 @@ def build_config(args: argparse.Namespace):
             deadline_skew_ms=args.deadline_skew_ms, grace_s=args.grace, drain_delay_s=args.drain_delay,
         )
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in exc.errors())
-        raise CommandError(f"invalid server settings: {problems}") from None
+        raise CommandError(f"invalid server settings: {'; '.join(problems(exc))}") from None
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -6,15 +6,15 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from carlink.validation import StrictModel
 
 TASK_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
 
-class ServerConfig(BaseModel):
+class ServerConfig(StrictModel):
     """Everything ``carlink cloud serve`` can be told. Invalid combinations fail at start."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     models: tuple[str, ...] = Field(min_length=1, description="zoo names of the models to serve")
     host: str = "127.0.0.1"
