@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import signal
 import threading
 import time
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Iterator
 
 from carlink.clock import Clock, WallClock
+from carlink.onboard.cloud_access import open_cloud_channel
 from carlink.onboard.config import ConfigError, MetricsConfig, OnboardConfig, load_config
 from carlink.onboard.cpu_latency import CpuLatencyError, CpuLatencyRequest
 from carlink.onboard.metrics import OnboardMetrics
@@ -108,6 +110,48 @@ def camera_warnings(source: FrameSourceBase, tasks: tuple[OnboardTask, ...]) -> 
     offered = ", ".join(sorted(have)) or "no camera images"
     return [f"task {t.name!r} watches camera {t.camera}, which source {source.cfg.path or source.cfg.kind} "
             f"does not have (it has {offered}); the task will never run" for t in tasks if t.camera not in have]
+
+
+def check_sink(cfg: OnboardConfig, where: Path | str) -> None:
+    """StartupError unless the sink file can be opened for appending, as `run` will (a file that
+    does not exist yet is created and removed again)."""
+    if cfg.sink.path == "-":
+        return
+    path = cfg.resolve(cfg.sink.path)
+    try:
+        if path.exists():
+            with open(path, "a", encoding="utf-8"):
+                pass
+        else:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+            path.unlink()
+    except OSError as exc:
+        raise StartupError(f"{where}: sink.path: cannot write {path}: {exc.strerror or exc}") from None
+
+
+def preflight(cfg: OnboardConfig, tasks: tuple[OnboardTask, ...], where: Path | str) -> list[str]:
+    """What `run` would refuse, checked without starting anything (check-config): the device, the
+    frame source (each file read to its first good record), the sink, the cloud's credentials.
+    StartupError names the key; returns warnings (tasks watching a camera the source lacks)."""
+    if cfg.daemon.device == "cuda":  # "auto" and "cpu" always resolve
+        try:
+            _device(cfg)
+        except ImportError:
+            raise StartupError(f"{where}: daemon.device: 'cuda' needs torch, which is not installed") from None
+        except (ValueError, RuntimeError) as exc:
+            raise StartupError(f"{where}: daemon.device: {exc}") from None
+    source = checked_source(cfg, tasks, WallClock(), where=where)
+    try:
+        warnings = camera_warnings(source, tasks)
+    finally:
+        source.close()
+    check_sink(cfg, where)
+    try:
+        channel, _token = open_cloud_channel(cfg)
+    except ValueError as exc:
+        raise StartupError(f"{where}: {exc}") from None
+    channel.close()
+    return warnings
 
 
 class OnboardDaemon:

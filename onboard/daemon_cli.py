@@ -31,10 +31,13 @@ def register_run(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> 
     r.set_defaults(func=_run)
     c = sub.add_parser(
         "check-config", help="validate a daemon config and its profile, then exit",
-        description="Load the TOML config and the profile it names, check every task has a camera "
-                    "and an on-car model the zoo knows and that the frame source's path holds "
-                    "frames; print the resolved tasks. Exit 2 with a message naming the key on any "
-                    "problem.",
+        description="Load the TOML config and the profile it names and check what `run` would refuse: "
+                    "every task has a camera and an on-car model the zoo knows with its files, the "
+                    "device exists, the frame source reads (each file to its first good record: a "
+                    "file that is not a TFRecord is refused), the sink can be written, the cloud's "
+                    "token, certificate and key files are sound; warn of tasks whose camera the "
+                    "source lacks. Print the resolved tasks. Exit 2 with a message naming the key on "
+                    "any problem.",
     )
     c.add_argument("config", metavar="FILE", help="TOML config to check")
     c.add_argument("--json", action="store_true", help="print the resolved config as JSON")
@@ -79,13 +82,14 @@ def _check(args: argparse.Namespace) -> int:
                 raise ConfigError(f"task {t.name!r}: on-car model: {exc}") from None
     except (ConfigError, ProfileError) as exc:
         raise CommandError(str(exc)) from None
-    from carlink.clock import WallClock
-    from carlink.onboard.daemon import StartupError, checked_source
+    from carlink.onboard.daemon import StartupError, preflight
 
     try:
-        checked_source(cfg, tasks, WallClock(), where=args.config).close()
+        warnings = preflight(cfg, tasks, args.config)
     except StartupError as exc:
         raise CommandError(str(exc)) from None
+    for warning in warnings:
+        print(f"carlink: warning: {args.config}: {warning}", file=sys.stderr)
     if args.json:
         out = cfg.model_dump(mode="json")
         out["resolved_tasks"] = [

@@ -204,3 +204,130 @@ def test_check_config_refuses_a_source_that_is_not_a_tfrecord(tmp_path, content,
         assert proc.returncode == 2, proc.stderr
         assert proc.stderr.startswith(f"carlink: error: {config}: source: {scene}") and problem in proc.stderr
         assert "Traceback" not in proc.stderr
+
+
+# -- authentication: TLS by default, mutual TLS, refusals said loudly -----------------------------
+
+TOKEN = "car-token-0123456789"
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    from cloud_testkit import make_pki
+
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+def _tls_server(pki, token_file: Path | None = None, client_ca: bool = False):
+    from carlink.cloud.config import ServerConfig
+    from cloud_testkit import running_server
+
+    return running_server(ServerConfig(models=("noop",), port=0, tls_cert=pki.server_cert, tls_key=pki.server_key,
+                                       client_ca=pki.ca_cert if client_ca else None, token_file=token_file, grace_s=0))
+
+
+def _synthetic_config(tmp_path: Path, cloud: str, metrics_port: int = 0, sink: Path | None = None) -> Path:
+    profile = write_profile(tmp_path / "p.json", cameras=("FRONT",))
+    path = tmp_path / "c.toml"
+    path.write_text(
+        f'[daemon]\nprofile = "{profile}"\ndevice = "cpu"\nstatus_every_frames = 5\n'
+        f'[source]\nkind = "synthetic"\nrate_hz = 20\n'
+        f'[cloud]\nping_interval_s = 0.2\n{cloud}'
+        f'[sink]\npath = "{sink or tmp_path / "out.jsonl"}"\ninclude_detections = false\n'
+        f'[metrics]\nport = {metrics_port}\n'
+    )
+    return path
+
+
+def _cloud_results(sink: Path) -> int:
+    return sum(1 for r in _sink_records(sink) if r["tasks"]["det_front"]["source"] == "cloud")
+
+
+def test_tls_is_the_default_and_mutual_tls_presents_the_cars_certificate(tmp_path, pki):
+    from onboard_testkit import DaemonThread
+
+    with _tls_server(pki, client_ca=True) as server:
+        sink = tmp_path / "out.jsonl"
+        # No "insecure" key: TLS. The server requires a client certificate signed by its CA.
+        config = _synthetic_config(tmp_path, f'address = "127.0.0.1:{server.port}"\nca_cert = "{pki.ca_cert}"\n'
+                                             f'client_cert = "{pki.client_cert}"\nclient_key = "{pki.client_key}"\n',
+                                   sink=sink)
+        running = DaemonThread(config)
+        try:
+            assert wait_for(lambda: _cloud_results(sink) >= 3, 60), "cloud results over mutual TLS"
+        finally:
+            assert running.stop() == 0
+        # Without the car's certificate the handshake fails: on-car only.
+        sink2 = tmp_path / "out2.jsonl"
+        (tmp_path / "no_cert").mkdir()
+        config = _synthetic_config(tmp_path / "no_cert", f'address = "127.0.0.1:{server.port}"\n'
+                                                         f'ca_cert = "{pki.ca_cert}"\n', sink=sink2)
+        running = DaemonThread(config)
+        try:
+            assert wait_for(lambda: len(_sink_records(sink2)) >= 10, 60)
+        finally:
+            assert running.stop() == 0
+        assert _cloud_results(sink2) == 0
+
+
+@pytest.mark.parametrize("cloud, problem", [
+    ('address = "127.0.0.1:1"\ninsecure = true\ntoken_file = "token"\n',
+     "cloud: token_file with insecure = true would send the bearer token in cleartext"),
+    ('address = "127.0.0.1:1"\nclient_cert = "car.pem"\nclient_key = "car.key"\n', "cloud.client_cert/client_key"),
+    ('address = "127.0.0.1:1"\nca_cert = "token"\n', "cloud.ca_cert"),
+])
+def test_unsafe_or_broken_cloud_settings_stop_start_up(tmp_path, cloud, problem):
+    (tmp_path / "token").write_text(TOKEN)
+    (tmp_path / "token").chmod(0o600)
+    config = _synthetic_config(tmp_path, cloud)
+    for command in (["check-config", str(config)], ["run", "--config", str(config)]):
+        proc = subprocess.run([sys.executable, "-m", "carlink.cli", "onboard", *command], capture_output=True,
+                              text=True, timeout=120)
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.startswith("carlink: error:") and problem in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr
+
+
+def test_a_refused_car_says_so_loudly_and_recovers_after_sighup(tmp_path, pki):
+    server_token = tmp_path / "server_token"
+    server_token.write_text(TOKEN)
+    server_token.chmod(0o600)
+    car_token = tmp_path / "car_token"
+    car_token.write_text("not-the-token")
+    car_token.chmod(0o644)  # readable by others: warned about
+    port, sink = free_port(), tmp_path / "out.jsonl"
+    with _tls_server(pki, token_file=server_token) as server:
+        cloud = f'address = "127.0.0.1:{server.port}"\nca_cert = "{pki.ca_cert}"\ntoken_file = "{car_token}"\n'
+        config = _synthetic_config(tmp_path, cloud, port, sink)
+        daemon = _Daemon(tmp_path, config)
+        try:
+            assert wait_for(lambda: daemon.saw(lambda m: m.startswith("STATUS=CLOUD REFUSED: UNAUTHENTICATED")), 120), \
+                daemon.messages[-5:]
+            assert _metric(port, "carlink_onboard_cloud_refused") == 1
+            assert wait_for(lambda: _metric(port, "carlink_onboard_cloud_refusals_total",
+                                            '{code="UNAUTHENTICATED"}') >= 5, 30), "every refused call is counted"
+            assert wait_for(lambda: daemon.saw(lambda m: m.startswith("STATUS=CLOUD REFUSED: on-car only;")), 30), \
+                "the periodic status says so too"
+            car_token.write_text(TOKEN)
+            car_token.chmod(0o600)
+            daemon.proc.send_signal(signal.SIGHUP)
+            # The token file did not change its key: a changed [cloud] section is what makes a new
+            # channel, so point token_file at a new path.
+            assert wait_for(lambda: daemon.saw(lambda m: "reloaded" in m), 60)
+            good = tmp_path / "car_token2"
+            good.write_text(TOKEN)
+            good.chmod(0o600)
+            config.write_text(config.read_text().replace(str(car_token), str(good)))
+            daemon.proc.send_signal(signal.SIGHUP)
+            assert wait_for(lambda: daemon.saw(lambda m: "STATUS=cloud accepts calls again" in m), 60), daemon.messages[-5:]
+            assert _metric(port, "carlink_onboard_cloud_refused") == 0
+            assert wait_for(lambda: _cloud_results(sink) >= 3, 60)
+        finally:
+            rc = daemon.stop()
+    assert rc == 0
+    logs = daemon.logs()
+    refused = [r for r in logs if r["level"] == "error" and "refuses this car's calls" in r["event"]]
+    assert len(refused) == 1, "one error line per change of state"
+    assert "UNAUTHENTICATED" in refused[0]["event"] and "not-the-token" not in daemon.err_path.read_text()
+    assert any(r["level"] == "warning" and f"token file {car_token} is readable by group and others" in r["event"]
+               for r in logs)

@@ -171,10 +171,17 @@ def _example_config_in(root: Path, scene: Path) -> tuple[Path, dict]:
     config.write_text(text)
     cfg = tomllib.loads(text)
     profile, source = Path(cfg["daemon"]["profile"]), Path(cfg["source"]["path"])
-    for path in (profile, source):
+    sink, ca_cert = Path(cfg["sink"]["path"]), Path(cfg["cloud"]["ca_cert"])
+    for path in (profile, source, sink, ca_cert):
         path.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy2(REPO / "carlink" / "profiles" / "default.json", profile)
     source.symlink_to(scene)
+    # check-config checks what run would refuse: the sink's folder and the server's CA must exist.
+    from cloud_testkit import make_pki
+
+    made = make_pki(ca_cert.parent).ca_cert
+    if made != ca_cert:
+        shutil.copy2(made, ca_cert)
     return config, cfg
 
 
