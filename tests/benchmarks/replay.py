@@ -1,106 +1,129 @@
-"""Benchmark of the virtual-clock replay (run: python tests/benchmarks/replay.py).
+"""Benchmark of the replay on real data (run: python tests/benchmarks/replay.py [--offsets N]).
 
-1. Speed: frames per second of the virtual-clock replay with profile-driven utilities (no model
-   runs), 5 tasks (the shipped example profile's five cameras), synthetic 10 Hz frames over the
-   real NUWiNS 5G uplink trace, one policy at a time, torch/OpenCV held to one thread.
-2. Policies on the real data: the real scenes in ../shared/data (the 5-camera Waymo frame and the
-   three 1 Hz FRONT sequences, 61 frames) with the default profile (carlink/profiles/default.json,
-   measured with the real HOG detectors; per-frame utilities) over the real NUWiNS 5G mmWave
-   uplink trace (series A). The scenes last about a minute and the trace 49 minutes, so the
-   replay is repeated from every OFFSET_STEP_S seconds of the trace and the task-frames of all
-   those runs are pooled. Per scale: each policy's mean utility, carlink/turbo, carlink/oracle.
+Everything runs through `carlink replay sweep`'s code (replay/sweep.py): no hand-built loops.
 
-3. The same policies where carlink's design matters more (several tasks at 10 Hz): synthetic
-   5-camera 10 Hz frames with the shipped ILLUSTRATIVE example profile (not measurements) over
-   the same real NUWiNS trace, replays every 240 s of the trace, pooled.
-
-Sections 2 and 3 run with each source of bandwidth knowledge (ReplayConfig.estimates): "uploads"
-(the default and realistic one: carlink and turbo each learn the link from their own uploads,
-probes and pings through the car's UplinkEstimator) and "trace" (both read the link's true
-capacity per past 100 ms bin).
+1. The headline sweep: the evaluation sequences (the LAST 15 of the 30 real 1 Hz FRONT sequences,
+   sorted by name; the default profile was measured on the FIRST 15) composed into three
+   five-camera cars played at 10 Hz (time compressed tenfold), one after the other in each
+   replay; every real uplink trace in ../shared/data/bandwidth (mahimahi *.up, NUWiNS
+   throughput.list, NYU Car_1.csv, the UCC 5G CSV); capacity scales 0.25, 0.5, 1; N trace offsets
+   spread over each trace; all policies; the default profile plans (carlink/profiles/default.json),
+   ``--estimates uploads``, and what really happens on each frame comes from ``--truth``
+   carlink/profiles/evaluation.json (per-frame utilities and payloads of the evaluation
+   sequences). The printed table is the sweep's.
+2. The targets of issue 12, checked on that summary: carlink's gain over on-car >= 6 pp on NUWiNS
+   at scale 1 and > 0 everywhere; carlink's gain >= turbo's on every trace and scale, and >= 1.1x
+   turbo's on the LTE traces; carlink's deadline misses <= 1 % of task-frames.
+3. Replay speed: frames per second of the virtual-clock replay of carlink's policy alone (5 tasks,
+   the composed evaluation cars, per-frame truth, no model runs), one core (OpenCV, torch and
+   BLAS held to one thread); also each other policy alone.
 
 Data from CARLINK_TEST_DATA (default ../shared/data next to the repository).
 """
 
 from __future__ import annotations
 
-import glob
-import sys
-import time
-from pathlib import Path
+import os
 
-import cv2
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")  # one core: before numpy is imported
 
-from carlink.datasets.trace_readers import load_trace
-from carlink.profile import EXAMPLE_PROFILE
-from carlink.replay import demo
-from carlink.replay.frame_utility import ProfileUtilities
-from carlink.replay.player import load_scenes
-from carlink.replay.policies import POLICY_NAMES
-from carlink.replay.profile_view import default_profile_path, load_replay_profile
-from carlink.replay.results import PolicyRun, mean_utility
-from carlink.replay.runner import ReplayConfig, run_virtual
-from benchlib import data_root
+import argparse  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
 
-OFFSET_STEP_S = 60.0
+import cv2  # noqa: E402
+
+from carlink.profile import DEFAULT_PROFILE, EVALUATION_PROFILE  # noqa: E402
+from carlink.replay.policies import POLICY_NAMES  # noqa: E402
+from carlink.replay.sweep import Grid, RunSpec, SceneSet, TraceRef, replay_one  # noqa: E402
+from carlink.replay.sweep_cli import run_sweep  # noqa: E402
+from carlink.replay.sweep_stats import format_sweep_table  # noqa: E402
+from benchlib import data_root  # noqa: E402
+
 SCALES = (0.25, 0.5, 1.0)
+RATE_HZ = 10.0
+CAMERAS = 5
+NUWINS = "throughput.list"
+LTE = ("ATT-LTE-driving.up", "ATT-LTE-driving-2016.up", "TMobile-LTE-short.up", "Car_1.csv")
 
 
-def speed(trace) -> dict[str, float]:
-    profile = load_replay_profile(EXAMPLE_PROFILE)
-    frames = demo.synthetic_frames(600)
+def evaluation_cars(root: Path) -> SceneSet:
+    files = sorted((root / "waymo" / "udacity_c1_front_1hz").glob("*.tfrecord"))
+    if len(files) < 30:
+        sys.exit(f"expected the 30 real 1 Hz sequences under {root}, found {len(files)}")
+    last = [str(f) for f in files[15:30]]
+    cars = tuple(tuple(last[k:k + CAMERAS]) for k in range(0, 15, CAMERAS))
+    return SceneSet("evaluation cars", compositions=cars, rate_hz=RATE_HZ)
+
+
+def uplink_traces(root: Path) -> tuple[TraceRef, ...]:
+    bw = root / "bandwidth"
+    ups = sorted((bw / "mahimahi").glob("*.up"))
+    return (*(TraceRef(str(p), "mahimahi") for p in ups),
+            TraceRef(str(bw / "nuwins_5g_uplink" / "driving" / "5g" / "throughput.list"), "nuwins"),
+            TraceRef(str(bw / "nyu_mets" / "Car_1.csv"), "mbps-csv"),
+            TraceRef(str(bw / "uccmisl_5g" / "Download_Driving_B_2019.12.16_14.23.32.csv"), "gnettrack-csv"))
+
+
+def utilities_source() -> tuple[str, str | None, str]:
+    if EVALUATION_PROFILE.is_file():
+        return "truth", str(EVALUATION_PROFILE), f"per-frame truth from {EVALUATION_PROFILE}"
+    return "profile", None, (f"NO EVALUATION PROFILE at {EVALUATION_PROFILE}: utilities are the planning profile's "
+                             "aggregates on these frames (not an evaluation)")
+
+
+def speed(scenes: SceneSet, trace: TraceRef, utilities: str, truth: str | None, repeats: int) -> dict[str, float]:
+    """Frames per second of one policy's replay (frames of the composed cars, ``repeats`` offsets)."""
     out = {}
     for name in POLICY_NAMES:
-        cfg = ReplayConfig(policies=(name,), scale=0.25, trace_offset_s=120.0)
-        run_virtual(frames[:50], profile, trace, ProfileUtilities(), cfg)  # warm up
+        specs = [RunSpec(scenes, trace, 1.0, 60.0 * k, (name,), str(DEFAULT_PROFILE), utilities, truth)
+                 for k in range(repeats)]
+        replay_one(specs[0])  # warm up: caches of frames, trace, profile and allocators
+        frames = 0
         t0 = time.perf_counter()
-        run_virtual(frames, profile, trace, ProfileUtilities(), cfg)
-        out[name] = len(frames) / (time.perf_counter() - t0)
+        for s in specs:
+            frames += int(replay_one(s).inputs["frames"])
+        out[name] = frames / (time.perf_counter() - t0)
     return out
 
 
-def pooled_means(frames, profile, trace, scale: float, estimates: str,
-                 step_s: float) -> tuple[dict[str, float | None], int]:
-    """Replays started every ``step_s`` seconds of the trace, task-frames pooled: each policy's
-    weighted mean utility, and how many replays were pooled."""
-    weights = {t.name: t.weight for t in profile.tasks}
-    pooled: dict[str, list] = {p: [] for p in POLICY_NAMES}
-    offset, runs = 0.0, 0
-    while offset + frames[-1].t + 2 < trace.duration_s:
-        res = run_virtual(frames, profile, trace, ProfileUtilities(),
-                          ReplayConfig(scale=scale, trace_offset_s=offset, estimates=estimates))
-        for p in POLICY_NAMES:
-            pooled[p].extend(res.runs[p].tasks)
-        offset += step_s
-        runs += 1
-    return {p: mean_utility(PolicyRun(p, tasks=pooled[p]), weights) for p in POLICY_NAMES}, runs
-
-
-def policies_on_real_data(root: Path, trace, scale: float,
-                          estimates: str) -> tuple[dict[str, float | None], int, str]:
-    scenes = [root / "waymo/v1_frames/pvps_data_one_frame.tfrecord",
-              *sorted(Path(p) for p in glob.glob(str(root / "waymo/udacity_c1_front_1hz/*.tfrecord")))]
-    profile = load_replay_profile(default_profile_path())
-    means, runs = pooled_means(load_scenes(scenes), profile, trace, scale, estimates, OFFSET_STEP_S)
-    return means, runs, profile.path
-
-
-def policies_at_10hz(trace, scale: float, estimates: str) -> dict[str, float | None]:
-    profile = load_replay_profile(EXAMPLE_PROFILE)
-    return pooled_means(demo.synthetic_frames(300), profile, trace, scale, estimates, 240.0)[0]
-
-
-def _row(scale: float, means: dict) -> tuple[str, float | None, float | None]:
-    c, t, o = means["carlink"], means["turbo"], means["oracle"]
-    ct = c / t if c is not None and t else None
-    co = c / o if c is not None and o else None
-    nan = float("nan")
-    line = (f"{scale:>6g}" + "".join(f"{(means[p] if means[p] is not None else nan):>13.5f}" for p in POLICY_NAMES)
-            + f"{(ct if ct is not None else nan):>15.3f}{(co if co is not None else nan):>16.3f}")
-    return line, ct, co
+def targets(summary, traces: list[str]) -> tuple[list[tuple[str, bool, str]], dict]:
+    """Each target of issue 12: (what, met, the numbers)."""
+    rows = {(g.trace, g.scale): g.rows for g in summary.groups}
+    out = []
+    g = rows.get((NUWINS, 1.0))
+    if g:
+        v = g["carlink"].gain_pp
+        out.append(("carlink gain >= 6 pp on NUWiNS x1", v is not None and v >= 6.0, f"{v:+.2f} pp"))
+    gains = {k: r["carlink"].gain_pp for k, r in rows.items()}
+    worst = min(gains.items(), key=lambda kv: kv[1] if kv[1] is not None else -1e9)
+    out.append(("carlink gain > 0 on every trace and scale", all(v is not None and v > 0 for v in gains.values()),
+                f"min {worst[1]:+.2f} pp ({worst[0][0]} x{worst[0][1]:g})"))
+    ahead = [(k, r["carlink"].gain_pp, r["turbo"].gain_pp) for k, r in rows.items()]
+    behind = [(k, c, t) for k, c, t in ahead if c is None or t is None or c < t - 1e-9]
+    out.append(("carlink gain >= turbo's on every trace and scale", not behind,
+                f"{len(ahead) - len(behind)}/{len(ahead)}" + (
+                    "; behind on " + ", ".join(f"{k[0]} x{k[1]:g} ({c:+.2f} vs {t:+.2f})" for k, c, t in behind)
+                    if behind else "")))
+    lte = [(k, c, t) for k, c, t in ahead if k[0] in LTE]
+    ratios = [(k, c / t if t and t > 0 else float("inf") if (c or 0) > 0 else float("nan")) for k, c, t in lte]
+    low = [(k, r) for k, r in ratios if not r >= 1.1]
+    out.append(("carlink gain >= 1.1x turbo's on the LTE traces", not low,
+                f"min ratio {min((r for _, r in ratios), default=float('nan')):.3f}" + (
+                    "; below on " + ", ".join(f"{k[0]} x{k[1]:g} ({r:.3f})" for k, r in low) if low else "")))
+    misses = max((r["carlink"].deadline_miss_rate or 0.0) for r in rows.values())
+    out.append(("carlink deadline misses <= 1 % of task-frames", misses <= 0.01, f"max {100 * misses:.2f} %"))
+    return out, {"gains": gains}
 
 
 def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--offsets", type=int, default=8, help="trace offsets per trace (default 8)")
+    ap.add_argument("--speed-repeats", type=int, default=10, help="replays of the cars per policy for the speed")
+    ap.add_argument("-o", "--output", default=None, help="also write the sweep's JSON and report here")
+    args = ap.parse_args()
     cv2.setNumThreads(1)
     try:
         import torch
@@ -109,48 +132,57 @@ def main() -> int:
     except ImportError:
         pass
     root = data_root()
-    trace_file = root / "bandwidth/nuwins_5g_uplink/driving/5g/throughput.list"
-    if not trace_file.is_file():
-        print(f"real data not found under {root}: set CARLINK_TEST_DATA", file=sys.stderr)
+    scenes = evaluation_cars(root)
+    traces = uplink_traces(root)
+    missing = [t.path for t in traces if not Path(t.path).is_file()]
+    if missing:
+        print(f"real traces not found: {', '.join(missing)}", file=sys.stderr)
         return 2
-    trace = load_trace(trace_file, "nuwins")
+    mode, truth, note = utilities_source()
 
-    fps = speed(trace)
-    print("virtual-clock replay speed, profile-driven utilities, 5 tasks, 600 synthetic frames, one policy per run")
-    print(f"{'policy':<14}{'frames/s':>10}")
-    for name, v in fps.items():
-        print(f"{name:<14}{v:>10.0f}")
-    print(f"{'all five':<14}{1.0 / sum(1.0 / v for v in fps.values()):>10.0f}   (frames/s of one run with every policy)")
+    grid = Grid(scene_sets=(scenes,), traces=traces, scales=SCALES, policies=POLICY_NAMES,
+                profile=str(DEFAULT_PROFILE), offsets_per_trace=args.offsets, utilities=mode, truth=truth,
+                estimates="uploads")
+    t0 = time.perf_counter()
+    summary = run_sweep(grid)
+    took = time.perf_counter() - t0
+    print(f"carlink replay sweep: {summary.inputs['scenes']}")
+    print(f"{len(summary.runs)} replays ({args.offsets} offsets per trace x {len(SCALES)} scales x {len(traces)} traces), "
+          f"{took:.0f} s; the car plans with {DEFAULT_PROFILE.name}; {note}; bandwidth estimates: uploads")
+    print(format_sweep_table(summary))
+    for w in summary.warnings:
+        print(f"warning: {w}")
+    if args.output:
+        from carlink.replay.sweep_report import write_sweep_report
 
-    summary = []
-    head = f"{'scale':>6}" + "".join(f"{p:>13}" for p in POLICY_NAMES) + f"{'carlink/turbo':>15}{'carlink/oracle':>16}"
-    for estimates in ("uploads", "trace"):
-        print()
-        print(f"real scenes (61 frames) x real NUWiNS 5G uplink (series A), default profile, per-frame utilities, "
-              f"estimates={estimates};")
-        print(f"replays started every {OFFSET_STEP_S:.0f} s of the trace, task-frames pooled")
-        print(head)
-        for scale in SCALES:
-            means, runs, path = policies_on_real_data(root, trace, scale, estimates)
-            line, ct, co = _row(scale, means)
-            print(line)
-            summary.append(f"real/{estimates} x{scale:g}: carlink/turbo {ct if ct is not None else float('nan'):.3f} "
-                           f"carlink/oracle {co if co is not None else float('nan'):.3f}")
-        print(f"(profile {path}; {runs} replays per scale)")
+        out = Path(args.output)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "sweep.json").write_text(summary.to_json(), encoding="utf-8")
+        write_sweep_report(summary, out)
 
-        print()
-        print("ILLUSTRATIVE: synthetic 5-camera 10 Hz frames (300), example profile (not measurements), "
-              f"real NUWiNS trace, estimates={estimates}")
-        print(head)
-        for scale in (0.1, 0.25):
-            line, ct, co = _row(scale, policies_at_10hz(trace, scale, estimates))
-            print(line)
-            summary.append(f"10Hz-illustrative/{estimates} x{scale:g}: carlink/turbo "
-                           f"{ct if ct is not None else float('nan'):.3f}")
     print()
-    slowest = min(fps.values())
-    print(f"SUMMARY replay: {fps['carlink']:.0f} frames/s carlink, {slowest:.0f} frames/s slowest policy (5 tasks, profile-driven); "
-          + "; ".join(summary))
+    checks, _ = targets(summary, [t.label for t in traces])
+    print("targets (issue 12)")
+    for what, ok, numbers in checks:
+        print(f"  {'MET ' if ok else 'MISS'}  {what:<52} {numbers}")
+
+    print()
+    fps = speed(scenes, traces[-3], mode, truth, args.speed_repeats)  # NUWiNS
+    print(f"virtual-clock replay speed, one policy per run, {CAMERAS} tasks, composed evaluation cars at 10 Hz, "
+          "per-frame truth, one core")
+    print(f"{'policy':<16}{'frames/s':>10}")
+    for name, v in fps.items():
+        print(f"{name:<16}{v:>10.0f}")
+    print(f"{'all':<16}{1.0 / sum(1.0 / v for v in fps.values()):>10.0f}   (frames/s of one run with every policy)")
+    speed_ok = fps["carlink"] >= 500.0
+
+    met = sum(ok for _, ok, _ in checks) + speed_ok
+    nu = summary.row(NUWINS, 1.0, "carlink").gain_pp
+    nu_t = summary.row(NUWINS, 1.0, "turbo").gain_pp
+    print()
+    print(f"SUMMARY replay: {fps['carlink']:.0f} frames/s carlink (5 tasks, one core); NUWiNS x1 carlink "
+          f"{nu:+.2f} pp vs turbo {nu_t:+.2f} pp; " + "; ".join(f"{what}: {numbers}" for what, _, numbers in checks)
+          + f"; targets met {met}/{len(checks) + 1}")
     return 0
 
 
