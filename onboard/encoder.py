@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from carlink.onboard.jpeg_strips import StripJoinError, join_strips, strip_rows
+from carlink.tasks import Option
 
 log = logging.getLogger(__name__)
 # Images at least this large, sent at their own size as JPEG, are encoded in strips.
@@ -43,6 +44,14 @@ class EncodeSpec:
             raise ValueError(f"PNG compression level {self.quality} outside 0..9")
         if self.size is not None and (self.size[0] < 1 or self.size[1] < 1):
             raise ValueError(f"resize target {self.size} must be positive (width, height)")
+
+
+def encode_spec(option: Option) -> EncodeSpec:
+    """The encoder's instructions for a cloud option: its resize target and codec."""
+    quality = option.jpeg_quality if option.codec == "jpeg" and option.jpeg_quality else 90
+    if option.codec == "png":
+        quality = 1  # fast PNG: the car's CPU matters more than a few percent of bytes
+    return EncodeSpec(codec=option.codec, quality=quality, size=option.resize)
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ from typing import Protocol
 from carlink.allocation import Allocation
 from carlink.clock import Clock
 from carlink.onboard.config import OnboardConfig
-from carlink.onboard.encoder import STRIP_MIN_PIXELS, EncodeSpec, ParallelEncoder
+from carlink.onboard.encoder import STRIP_MIN_PIXELS, ParallelEncoder, encode_spec
 from carlink.onboard.estimator import LinkEstimate, UplinkEstimator
 from carlink.onboard.fuser import FrameResult, Fuser, TaskPlan
 from carlink.onboard.metrics import OnboardMetrics
@@ -72,14 +72,6 @@ def load_onboard_models(tasks: tuple[OnboardTask, ...], device: str) -> dict[str
 
 def _make_encoder(cfg: OnboardConfig) -> ParallelEncoder:
     return ParallelEncoder(cfg.encoder.threads, STRIP_MIN_PIXELS if cfg.encoder.strips else None)
-
-
-def encode_spec(task_opt) -> EncodeSpec:
-    """The encoder's instructions for a cloud option."""
-    quality = task_opt.jpeg_quality if task_opt.codec == "jpeg" and task_opt.jpeg_quality else 90
-    if task_opt.codec == "png":
-        quality = 1  # fast PNG: the car's CPU matters more than a few percent of bytes
-    return EncodeSpec(codec=task_opt.codec, quality=quality, size=task_opt.resize)
 
 
 class OnboardPipeline:

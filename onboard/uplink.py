@@ -27,7 +27,8 @@ from carlink.onboard.encoder import EncodedImage
 from carlink.onboard.estimator import UplinkEstimator
 from carlink.proto import inference_pb2 as pb
 from carlink.proto import inference_pb2_grpc as pb_grpc
-from carlink.wire import detections_from_proto, serialize_infer_request
+from carlink.network import PING_INTERVAL_S
+from carlink.wire import detections_from_proto, serialize_infer_request, unix_us
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +88,7 @@ class Uplink:
         clock: Clock,
         estimator: UplinkEstimator,
         on_outcome: Callable[[UploadOutcome], None],
-        ping_interval_s: float = 0.5,
+        ping_interval_s: float = PING_INTERVAL_S,
         probe_model: str = "noop",
         token: str | None = None,
         access: AccessMonitor | None = None,
@@ -162,8 +163,9 @@ class Uplink:
                 payload_size=pb.ImageSize(width=req.image.size[0], height=req.image.size[1]),
                 original_size=pb.ImageSize(width=req.image.original_size[0], height=req.image.original_size[1]),
                 frame_id=req.frame_id,
-                capture_time_unix_us=_unix_us(req.capture_time - now),
-                deadline_unix_us=_unix_us(remaining),
+                # The wire carries Unix times: the clock's offsets from now, on the wall clock.
+                capture_time_unix_us=unix_us(time.time() + req.capture_time - now),
+                deadline_unix_us=unix_us(time.time() + remaining),
             )
             with self._lock:
                 slot = self._slots[req.task]
@@ -271,7 +273,7 @@ class Uplink:
         """One Ping; returns its round trip in seconds, None when the server did not answer."""
         t0 = self._clock.now()
         try:
-            self._stub.Ping(pb.PingRequest(client_time_unix_us=_unix_us(0.0)), timeout=timeout_s, metadata=self._md)
+            self._stub.Ping(pb.PingRequest(client_time_unix_us=unix_us()), timeout=timeout_s, metadata=self._md)
         except grpc.RpcError as err:
             self.connected = False
             self.access.observe(err.code(), err.details() or "")
@@ -300,7 +302,3 @@ class Uplink:
         self._pinger.join(timeout=2.0)
         self._channel.close()
 
-
-def _unix_us(offset_s: float) -> int:
-    """Wall-clock microseconds ``offset_s`` from now (the wire carries Unix times)."""
-    return int((time.time() + offset_s) * 1e6)
