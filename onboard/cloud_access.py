@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from pathlib import Path
@@ -70,6 +71,21 @@ def open_cloud_channel(cfg: OnboardConfig) -> tuple[grpc.Channel, str | None]:
     if creds is None:
         return grpc.insecure_channel(cloud.address, options=CHANNEL_OPTIONS), token
     return grpc.secure_channel(cloud.address, creds, options=CHANNEL_OPTIONS), token
+
+
+def credentials_fingerprint(cfg: OnboardConfig) -> str:
+    """A digest of the [cloud] settings and of the token, CA, certificate and key files' bytes: a
+    reload whose fingerprint differs opens a new channel, so a rotated token or certificate
+    takes effect at SIGHUP even when the paths stay the same."""
+    digest = hashlib.sha256(cfg.cloud.model_dump_json().encode())
+    for key in ("token_file", "ca_cert", "client_cert", "client_key"):
+        name = getattr(cfg.cloud, key)
+        if name:
+            try:
+                digest.update(cfg.resolve(name).read_bytes())
+            except OSError:
+                digest.update(b"\0unreadable")  # open_cloud_channel names the problem
+    return digest.hexdigest()
 
 
 class AccessMonitor:

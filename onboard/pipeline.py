@@ -27,7 +27,7 @@ from carlink.onboard.metrics import OnboardMetrics
 from carlink.onboard.planning import OnboardTask, Planner
 from carlink.onboard.policy import PlanInputs, backlog_bytes
 from carlink.onboard.sources import CapturedFrame
-from carlink.onboard.cloud_access import AccessMonitor, open_cloud_channel
+from carlink.onboard.cloud_access import AccessMonitor, credentials_fingerprint, open_cloud_channel
 from carlink.onboard.uplink import Uplink, UploadOutcome, UploadRequest
 from carlink.zoo.base import Detector
 
@@ -124,7 +124,9 @@ class OnboardPipeline:
     def _make_uplink(self, cfg: OnboardConfig) -> Uplink:
         """An uplink on a new channel to the config's cloud (ValueError names a bad token, certificate
         or key file by its key)."""
+        fingerprint = credentials_fingerprint(cfg)
         channel, token = open_cloud_channel(cfg)
+        self._cloud_fingerprint = fingerprint
         self.access.address = cfg.cloud.address
         return Uplink(channel, self.clock, self.estimator, self._on_upload, cfg.cloud.ping_interval_s,
                       cfg.estimator.probe_model, token=token, access=self.access)
@@ -139,7 +141,8 @@ class OnboardPipeline:
                sink: Sink | None = None) -> None:
         """Swap config, tasks and models between frames (SIGHUP); frames in flight finish as planned.
 
-        A changed ``[cloud]`` section gets a new channel from the next frame on; uploads still in
+        A changed ``[cloud]`` section, or a token, CA, certificate or key file whose content changed,
+        gets a new channel from the next frame on; uploads still in
         flight on the old one are cancelled, and their frames use the on-car results. ``sink``,
         when given (the caller opened it), takes over from the next frame emitted and the old one
         is closed. A changed ``[encoder]`` gets a new pool from the next frame on (the old one is
@@ -147,7 +150,7 @@ class OnboardPipeline:
         """
         planner = self._planner(cfg, tasks, models)  # first: what can fail leaves everything as it was
         old_uplink = None
-        if cfg.cloud != self.cfg.cloud:
+        if credentials_fingerprint(cfg) != self._cloud_fingerprint:
             new = self._make_uplink(cfg)  # a bad token file raises here, before any swap
             new.counters = self.uplink.counters  # one count of uploads across channels
             old_uplink, self.uplink = self.uplink, new
