@@ -103,7 +103,7 @@ def test_every_folder_imports_from_the_wheel(built_wheel: Path, tmp_path: Path) 
 
 # -- a plain install: `pip install .` without extras, then the default paths ----------------------
 
-ONLY_IN_EXTRAS = ("pulp", "pyscipopt", "torchvision")  # what carlink[baselines,solvers,torchvision] add
+ONLY_IN_EXTRAS = ("pulp", "pyscipopt", "ray", "torchvision")  # what the extras alone bring
 
 
 @pytest.fixture(scope="module")
