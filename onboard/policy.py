@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from carlink.profile import Profile
 
 _Z99 = 2.3263478740408408  # standard normal 99th percentile
+_SOLVED_CAP = 4096  # allocations remembered across frames (see CarlinkPolicy._solve)
 RUNTIME_STATS = ("p50", "p99")
 
 
@@ -168,6 +169,7 @@ class CarlinkPolicy:
         self._solver = "mckp" if self.config.solver == "auto" else self.config.solver
         self._variants = {"p50": [t.task for t in self.tasks], "p99": [t.with_p99_runtimes() for t in self.tasks]}
         self._allocators: dict[tuple[str, tuple[int, ...]], "Allocator"] = {}
+        self._solved: dict[tuple, Allocation] = {}  # see _solve
         self._previous: Allocation | None = None
         n = max(len(t.task.options) for t in self.tasks)
         # Per task and option (padded): weight * utility, bits, p50 and sigma of the runtime.
@@ -215,8 +217,6 @@ class CarlinkPolicy:
         """The frame's allocation (over the tasks present): the candidate with the highest
         expected utility. ``expected_utility`` is that expectation; ``bandwidth_bps`` the budget
         the winning candidate was planned with."""
-        from carlink.allocator.solve import Headroom
-
         start = time.perf_counter()
         samples = np.asarray(inputs.bandwidth_samples_bps, dtype=float).ravel()
         if samples.size == 0:
@@ -226,14 +226,22 @@ class CarlinkPolicy:
         present = tuple(range(len(self.tasks))) if inputs.present is None else tuple(inputs.present)
         rtt = float(inputs.rtt_ms)
         value, utility = self._frame_values(inputs.utility, present)
-        plain = Headroom()
         best: tuple[float, Allocation, float] | None = None
         seen: set[tuple[str, ...]] = set()
+        budgets = sorted(self.budgets(samples), reverse=True)
         for rt in self.settings.runtimes:
             allocator = self._allocator(rt, present)
-            for budget in self.budgets(samples):
-                alloc = allocator.allocate(budget, rtt, solver=self._solver, headroom=plain, previous=self._previous,
-                                           utility=utility)
+            # Largest budget first: the optimum at B that uses U is also the optimum at every
+            # budget in [U, B] (feasible there, and nothing better fits), so those need no solve;
+            # each candidate keeps the smallest budget that gives it.
+            cands: list[list] = []
+            for budget in budgets:
+                if cands and budget >= cands[-1][0].used_bps:
+                    cands[-1][1] = budget
+                    continue
+                alloc = self._solve(allocator, rt, present, budget, rtt, utility)
+                cands.append([alloc, budget])
+            for alloc, budget in reversed(cands):
                 key = tuple(a.option for a in alloc.tasks)
                 if key in seen:
                     continue
@@ -248,10 +256,35 @@ class CarlinkPolicy:
         value, alloc, budget = best
         elapsed = (time.perf_counter() - start) * 1000.0
         estimate = float(samples.mean()) if inputs.estimate_bps is None else float(inputs.estimate_bps)
+        prev = self._previous.as_mapping() if self._previous is not None else {}
+        switches = sum(1 for a in alloc.tasks if a.task in prev and prev[a.task] != a.option)
         out = dataclasses.replace(alloc, bandwidth_bps=budget, estimate_bps=estimate, expected_utility=value,
-                                  solver=f"expected-utility/{alloc.solver}", solve_time_ms=elapsed)
+                                  solver=f"expected-utility/{alloc.solver}", solve_time_ms=elapsed, switches=switches)
         self._previous = out
         return out
+
+    def _solve(self, allocator: "Allocator", runtime: str, present: tuple[int, ...], budget: float, rtt: float,
+               utility: np.ndarray | None) -> Allocation:
+        """The allocator's optimum at ``budget``, remembered: the estimator's samples (so the
+        budgets) and the RTT often stay the same from one frame to the next. Not remembered with
+        a per-frame utility override; keyed by the previous plan where a switching penalty makes
+        it matter."""
+        from carlink.allocator.solve import Headroom
+
+        if utility is not None:
+            return allocator.allocate(budget, rtt, solver=self._solver, headroom=Headroom(), previous=self._previous,
+                                      utility=utility)
+        prev = None
+        if self.config.switching_penalty and self._previous is not None:
+            prev = tuple(a.option for a in self._previous.tasks)
+        key = (runtime, present, budget, rtt, prev)
+        alloc = self._solved.get(key)
+        if alloc is None:
+            if len(self._solved) >= _SOLVED_CAP:
+                self._solved.clear()
+            alloc = self._solved[key] = allocator.allocate(budget, rtt, solver=self._solver, headroom=Headroom(),
+                                                           previous=self._previous)
+        return alloc
 
     def _frame_values(self, utility: np.ndarray | None,
                       present: tuple[int, ...]) -> tuple[np.ndarray | None, np.ndarray | None]:

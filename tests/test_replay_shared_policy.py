@@ -133,3 +133,19 @@ def test_replay_learns_the_link_from_its_own_uploads(waymo_frame_file, tf_exampl
 def test_config_rejects_unknown_estimates():
     with pytest.raises(ValueError, match="estimates"):
         ReplayConfig(estimates="oracle")
+
+
+def test_remembered_solves_do_not_change_decisions():
+    """The policy keeps solved allocations across frames (the same samples and RTT recur): a policy
+    that has seen many frames decides exactly as a fresh one on the same inputs."""
+    tasks = [t.policy_task for t in load_onboard_tasks(EXAMPLE_PROFILE, [])]
+    seasoned = CarlinkPolicy(tasks)
+    rng = np.random.default_rng(11)
+    inputs = [PlanInputs(rng.lognormal(0.0, 0.8, size=12) * float(rng.choice([5e5, 3e6, 2e7])),
+                         float(rng.choice([20.0, 45.0])), float(rng.choice([0.0, 5e4]))) for _ in range(25)]
+    for x in inputs * 3:  # each input seen three times
+        mine = seasoned.decide(x)
+        theirs = CarlinkPolicy(tasks).decide(x)
+        assert [a.option for a in mine.tasks] == [a.option for a in theirs.tasks]
+        assert mine.expected_utility == pytest.approx(theirs.expected_utility, rel=1e-12)
+    assert len(seasoned._solved) < 3 * 25 * 18  # solves were remembered, not repeated
