@@ -11,9 +11,9 @@ from carlink.cli import CommandError
 
 
 def _where_weights_are(p: argparse.ArgumentParser) -> None:
-    """--cache-dir and --models-dir: where `list` and `info` look for weights."""
+    """--cache-dir and --models-dir: where `list`, `info` and `fetch` look for (or put) weights."""
     p.add_argument("--cache-dir", type=Path, default=None,
-                   help="checkpoint folder to look for weights in (default: torch hub's checkpoints folder)")
+                   help="torchvision checkpoint folder (default: torch hub's checkpoints folder)")
     p.add_argument("--models-dir", type=Path, default=None,
                    help="Darknet models directory (default: $CARLINK_MODELS_DIR, else ~/.cache/carlink/models)")
 
@@ -53,12 +53,9 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
         "sha256 prefix. Files already present and correct are kept. HOG and noop need no fetch.",
     )
     fp.add_argument("name", metavar="NAME", help="model or Darknet network name (see `carlink models list`)")
-    fp.add_argument("--models-dir", type=Path, default=None,
-                    help="Darknet models directory (default: $CARLINK_MODELS_DIR, else ~/.cache/carlink/models)")
+    _where_weights_are(fp)
     fp.add_argument("--allow-http", action="store_true",
                     help="accept a plain http:// --mirror for Darknet files (the sha256 check still applies)")
-    fp.add_argument("--cache-dir", type=Path, default=None,
-                    help="folder to store the checkpoint in (default: torch hub's checkpoints folder)")
     fp.add_argument("--mirror", default=None, metavar="URL",
                     help="download from this folder URL instead of the official site (torchvision: "
                     "<URL>/<file>; Darknet: <URL>/<network>/<file>, a models directory served over "

@@ -70,3 +70,14 @@ def tf_example_files(data_dir: Path) -> list[Path]:
 @pytest.fixture(scope="session")
 def bandwidth_dir(data_dir: Path) -> Path:
     return data_dir / "bandwidth"
+
+
+@pytest.fixture(scope="module")
+def two_torch_threads():
+    """torch on two threads for a module's tests (the machine's cores are shared), then as before."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(old)

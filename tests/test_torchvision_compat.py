@@ -11,12 +11,7 @@ import torch
 from carlink import torchvision_compat as compat
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("two_torch_threads")
 
 
 # ------------------------------------------------------------------------------ references

@@ -18,12 +18,7 @@ from carlink.zoo.torchvision_models import TORCHVISION_MODELS, build_torchvision
 SMALL = "ssdlite320_mobilenet_v3_large"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("two_torch_threads")
 
 
 @pytest.fixture(scope="module")
