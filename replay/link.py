@@ -250,13 +250,47 @@ class TraceLink:
         last: Delivery | None = None
         dropped = 0
         sizes = [MTU] * (nbytes // MTU) + ([nbytes % MTU] if nbytes % MTU or nbytes == 0 else [])
-        for size in sizes:
-            d = self.enqueue(t_ms, size)
+        k = 0
+        while k < len(sizes):
+            if (k > 0 and sizes[k] == MTU and self.queue_bytes_limit is None and self.queue_packets_limit is None
+                    and self._tail_k >= 0):
+                # Full packets behind a busy tail: each takes the next opportunity (closed form).
+                n_full = next((m for m in range(k, len(sizes)) if sizes[m] != MTU), len(sizes)) - k
+                last = self._enqueue_full(t_ms, n_full)
+                k += n_full
+                continue
+            d = self.enqueue(t_ms, sizes[k])
             if d is None:
                 dropped += 1
             else:
                 last = d
+            k += 1
         return (None if dropped else last), dropped
+
+    def _enqueue_full(self, t_ms: float, count: int) -> Delivery:
+        """``count`` MTU packets arriving at ``t_ms`` right behind the packet just queued (the link
+        is busy: its tail departs after ``t_ms``), without a queue limit: what ``count`` calls of
+        :meth:`enqueue` would do. Each departs with the next opportunity; the bytes the tail's
+        opportunity leaves over carry on unchanged, so a packet starts in the opportunity before
+        its departure when there are any."""
+        tau = self._trace_time(t_ms)
+        self._last_arrival = t_ms
+        ks = np.arange(self._tail_k + 1, self._tail_k + 1 + count, dtype=np.int64)
+        q, i = np.divmod(ks, self._n)
+        departed = self._sched[i] + q * self._period
+        starts = departed if self._tail_left == 0 else np.concatenate(([self._time(self._tail_k)], departed[:-1]))
+        waiting = starts > tau
+        self._waiting.extend(zip(starts[waiting].astype(float).tolist(), [MTU] * int(waiting.sum())))
+        self._waiting_bytes += MTU * int(waiting.sum())
+        self._tail_k += count
+        if isinstance(self.delay, DelaySeries):
+            arrive = max(float(d) + self.delay.at(float(d)) for d in departed)
+        else:
+            arrive = float(departed[-1]) + float(self.delay)
+        self._last_delivered = max(self._last_delivered, arrive)
+        self.sent_packets += count
+        self.sent_bytes += MTU * count
+        return Delivery(float(departed[-1]) - self.offset_ms, self._last_delivered - self.offset_ms)
 
     def what_if(self, t_ms: float, nbytes: int) -> tuple[Delivery | None, int]:
         """What :meth:`send` would return, leaving this link untouched."""

@@ -122,3 +122,27 @@ def test_carlink_utility_never_sends_what_the_frame_does_not_reward(tmp_path, tf
     s = res.summary
     assert s["carlink-utility"].mean_utility >= s["carlink"].mean_utility
     assert s["oracle"].mean_utility >= s["carlink-utility"].mean_utility
+
+
+def test_full_packets_in_closed_form_equal_packet_by_packet():
+    """TraceLink.send queues a message's full packets behind a busy tail in one step: same
+    departures, deliveries and queue state as enqueueing them one by one (fixed and stepped delay)."""
+    from carlink.replay.link import DelaySeries
+
+    rng = np.random.default_rng(3)
+    for trial in range(12):
+        period = int(rng.integers(500, 5000))
+        trace = Trace(np.sort(rng.integers(0, period + 1, int(rng.integers(50, 3000)))), period, name="random")
+        delay = (float(rng.uniform(0, 30)) if trial % 2 else
+                 DelaySeries(np.array([0.0, 300.0, 900.0]), np.array([10.0, 25.0, 5.0]), period))
+        fast, ref = TraceLink(trace, delay=delay), TraceLink(trace, delay=delay)
+        t = 0.0
+        for _ in range(150):
+            t += float(rng.exponential(5.0))
+            n = int(rng.choice([0, 1, 1499, 1500, 1501, 3000, int(rng.integers(1, 60000))]))
+            got, _ = fast.send(t, n)
+            for size in [MTU] * (n // MTU) + ([n % MTU] if n % MTU or n == 0 else []):
+                want = ref.enqueue(t, size)
+            assert (got.departed_ms, got.delivered_ms) == (want.departed_ms, want.delivered_ms)
+            assert fast.queued_bytes(t) == ref.queued_bytes(t) and fast.committed_bytes(t) == ref.committed_bytes(t)
+            assert (fast.sent_packets, fast.sent_bytes) == (ref.sent_packets, ref.sent_bytes)
