@@ -61,6 +61,15 @@ def expected_frame_utility(aggregate: float, per_frame: Iterable[float | None] |
     return math.fsum(vals) / len(vals) if vals else float(aggregate)
 
 
+def inverted_cdf_quantiles(samples: np.ndarray, qs: Sequence[float]) -> np.ndarray:
+    """``np.quantile(samples, qs, method="inverted_cdf")`` (the smallest sample whose share of the
+    samples at or below it reaches q) by one sort: numpy's general routine costs ~0.5 ms a call,
+    the policy runs it every frame."""
+    ordered = np.sort(np.asarray(samples, dtype=float).ravel())
+    n = ordered.size
+    return ordered[np.clip(np.ceil(n * np.asarray(qs, dtype=float)).astype(np.int64) - 1, 0, n - 1)]
+
+
 @dataclass(frozen=True, slots=True)
 class PolicyTask:
     """A task as the policy plans it: ``task`` carries each option's expected per-frame utility,
@@ -209,7 +218,7 @@ class CarlinkPolicy:
         equal ones once."""
         h = self.config.headroom
         qs = (h.quantile,) if h.quantile is not None else self.settings.quantiles
-        values = np.quantile(samples, qs, method="inverted_cdf") * h.fraction
+        values = inverted_cdf_quantiles(samples, qs) * h.fraction
         # Sending nothing is always a candidate: behind a long backlog it may be the best plan.
         return list(dict.fromkeys([*(float(v) for v in values), 0.0]))
 

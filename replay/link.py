@@ -294,7 +294,9 @@ class TraceLink:
 
     def what_if(self, t_ms: float, nbytes: int) -> tuple[Delivery | None, int]:
         """What :meth:`send` would return, leaving this link untouched."""
-        return copy.deepcopy(self).send(t_ms, nbytes)
+        clone = copy.copy(self)  # the schedule and delay are never changed: only the queue is copied
+        clone._waiting = deque(self._waiting)
+        return clone.send(t_ms, nbytes)
 
     # -- queries (for the oracle and for the proxy's backpressure) ---------------------------
 

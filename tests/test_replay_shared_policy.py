@@ -149,3 +149,13 @@ def test_remembered_solves_do_not_change_decisions():
         assert [a.option for a in mine.tasks] == [a.option for a in theirs.tasks]
         assert mine.expected_utility == pytest.approx(theirs.expected_utility, rel=1e-12)
     assert len(seasoned._solved) < 3 * 25 * 18  # solves were remembered, not repeated
+
+
+def test_budget_quantiles_are_numpys_inverted_cdf():
+    from carlink.onboard.policy import inverted_cdf_quantiles
+
+    rng = np.random.default_rng(2)
+    qs = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 1.0)
+    for n in [*range(1, 60), 100, 200, 399]:
+        x = np.round(rng.lognormal(size=n), int(rng.integers(0, 3)))
+        assert np.array_equal(inverted_cdf_quantiles(x, qs), np.quantile(x, qs, method="inverted_cdf"))
