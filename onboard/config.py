@@ -135,6 +135,10 @@ class MetricsConfig(StrictModel):
 class DaemonConfig(StrictModel):
     profile: str = Field(min_length=1, description="profile JSON (carlink profile)")
     device: Literal["auto", "cpu", "cuda"] = "auto"  # where on-car models run
+    # Which zoo backend runs the on-car models. "auto": OpenCV DNN for the Darknet detectors
+    # (the car's default: no torch needed) unless device is "cuda", which asks for torch;
+    # models with one backend (HOG: opencv, torchvision: torch) use theirs.
+    backend: Literal["auto", "opencv", "torch"] = "auto"
     watchdog: bool = True
     status_every_frames: int = Field(default=10, ge=1)
     # Hold a Linux PM QoS CPU wake-up latency limit (onboard/cpu_latency.py); None leaves it alone.

@@ -60,11 +60,11 @@ def _device(cfg: OnboardConfig) -> str:
 
 
 def load_everything(config_path: Path, reuse: dict[str, Detector] | None = None,
-                    reuse_device: str | None = None) -> _Loaded:
+                    reuse_device: str | None = None, reuse_backend: str = "auto") -> _Loaded:
     """Config, profile and on-car models; StartupError names what is wrong.
 
-    ``reuse``: models already loaded for ``[daemon] device = reuse_device``, kept instead of
-    loaded again when the config still asks for that device.
+    ``reuse``: models already loaded for ``[daemon] device = reuse_device`` (with the backend
+    the running config names), kept instead of loaded again when the config still asks for them.
     """
     try:
         cfg = load_config(config_path)
@@ -73,11 +73,12 @@ def load_everything(config_path: Path, reuse: dict[str, Detector] | None = None,
         raise StartupError(str(exc)) from None
     try:
         _device(cfg)  # "cuda" on a machine without a GPU fails here, by name
-        reuse = reuse if reuse and cfg.daemon.device == reuse_device else {}
+        same = cfg.daemon.device == reuse_device and cfg.daemon.backend == reuse_backend
+        reuse = reuse if reuse and same else {}
         need = [t for t in tasks if t.onboard_model not in reuse]
         models = {k: v for k, v in reuse.items() if k in {t.onboard_model for t in tasks}}
         # The zoo resolves "auto" per model: torch models go to the GPU, HOG stays on the CPU.
-        models.update(load_onboard_models(tuple(need), cfg.daemon.device))
+        models.update(load_onboard_models(tuple(need), cfg.daemon.device, cfg.daemon.backend))
     except (KeyError, ValueError, RuntimeError, FileNotFoundError) as exc:
         raise StartupError(f"{config_path}: on-car models: {exc}") from None
     return _Loaded(cfg, tasks, models)
@@ -202,6 +203,7 @@ class OnboardDaemon:
             loaded: _Loaded | Exception = load_everything(
                 self.config_path, reuse=self.pipeline.models if self.pipeline else None,
                 reuse_device=running.daemon.device if running else None,
+                reuse_backend=running.daemon.backend if running else "auto",
             )
             if running is not None and loaded.cfg.source != running.source:
                 loaded.source = self._open_source(loaded.cfg, loaded.tasks)

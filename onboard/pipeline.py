@@ -58,7 +58,20 @@ class StepReport:
     probe_bytes: int
 
 
-def load_onboard_models(tasks: tuple[OnboardTask, ...], device: str) -> dict[str, Detector]:
+def onboard_backend(model: str, device: str, backend: str = "auto") -> str:
+    """The zoo backend an on-car model runs on: an explicit choice as given; "auto" is OpenCV
+    for the Darknet detectors unless the device is explicitly "cuda" (then torch), and the
+    zoo's own choice for every other family."""
+    from carlink.zoo.registry import get_spec
+
+    if backend != "auto":
+        return backend
+    if get_spec(model).family == "darknet":
+        return "torch" if device.strip().lower().startswith("cuda") else "opencv"
+    return "auto"
+
+
+def load_onboard_models(tasks: tuple[OnboardTask, ...], device: str, backend: str = "auto") -> dict[str, Detector]:
     """One detector per distinct on-car model name (shared by tasks: one call at a time)."""
     from carlink.zoo.registry import get_model
 
@@ -66,7 +79,8 @@ def load_onboard_models(tasks: tuple[OnboardTask, ...], device: str) -> dict[str
     for t in tasks:
         if t.onboard_model not in models:
             # HOG runs on the CPU only; forcing "cuda" for it is a config error the zoo reports.
-            models[t.onboard_model] = get_model(t.onboard_model, device=device)
+            models[t.onboard_model] = get_model(t.onboard_model, device=device,
+                                                backend=onboard_backend(t.onboard_model, device, backend))
     return models
 
 

@@ -383,3 +383,17 @@ def test_estimator_seals_long_bursts_so_a_busy_link_keeps_sampling():
     e = est.estimate()
     assert e.samples >= 3  # sealed bursts: not one sample for the whole busy stretch
     assert 6.5e6 < e.bandwidth_bps <= 8.1e6
+
+
+def test_the_car_runs_darknet_on_opencv_unless_cuda_is_asked_for(tmp_path, models_dir):
+    from carlink.onboard.pipeline import onboard_backend
+    from onboard_testkit import write_profile
+
+    car = "yolo-fastest-1.1-320x320"
+    assert onboard_backend(car, "auto") == "opencv" and onboard_backend(car, "cpu") == "opencv"
+    assert onboard_backend(car, "cuda") == "torch" and onboard_backend(car, "cuda:1") == "torch"
+    assert onboard_backend(car, "auto", "torch") == "torch"  # an explicit choice stands
+    assert onboard_backend("hog-default", "auto") == "auto"  # one-backend families choose their own
+    task = load_onboard_tasks(write_profile(tmp_path / "p.json", cameras=("FRONT",), onboard_model=car), ())[0]
+    (model,) = load_onboard_models((task,), "auto").values()
+    assert model.backend == "opencv" and model.name == car
