@@ -55,7 +55,7 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     fp.add_argument("name", metavar="NAME", help="model or Darknet network name (see `carlink models list`)")
     _where_weights_are(fp)
     fp.add_argument("--allow-http", action="store_true",
-                    help="accept a plain http:// --mirror for Darknet files (the sha256 check still applies)")
+                    help="accept a plain http:// --mirror (the sha256 check still applies)")
     fp.add_argument("--mirror", default=None, metavar="URL",
                     help="download from this folder URL instead of the official site (torchvision: "
                     "<URL>/<file>; Darknet: <URL>/<network>/<file>, a models directory served over "
@@ -229,7 +229,7 @@ def _fetch(args: argparse.Namespace) -> int:
         return 0
     try:
         result = fetch_weights(spec.name, info.weights, cache_dir=args.cache_dir,
-                               mirror=args.mirror, progress=args.progress)
+                               mirror=args.mirror, progress=args.progress, allow_http=args.allow_http)
     except FetchError as exc:
         raise CommandError(str(exc)) from exc
     if result.already_present:

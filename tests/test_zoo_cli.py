@@ -65,19 +65,22 @@ def test_fetch_builtin_and_already_present(tmp_path: Path, capsys) -> None:
 def test_fetch_failures_are_clear(tmp_path: Path, mirror, capsys) -> None:
     root, url = mirror
     cache = tmp_path / "cache"
-    # 1. the mirror does not have the file
+    # 0. a plain-http mirror is refused unless allowed explicitly
     assert main(["models", "fetch", SMALL, "--cache-dir", str(cache), "--mirror", url]) == 2
+    assert "refusing plain-HTTP" in capsys.readouterr().err and not cache.exists()
+    # 1. the mirror does not have the file
+    assert main(["models", "fetch", SMALL, "--cache-dir", str(cache), "--mirror", url, "--allow-http"]) == 2
     err = capsys.readouterr().err
     assert "HTTP 404" in err and SMALL_FILE in err
     # 2. the mirror has a file of that name whose sha256 is not the official one
     (root / SMALL_FILE).write_bytes(b"tampered weights")
-    assert main(["models", "fetch", SMALL, "--cache-dir", str(cache), "--mirror", url]) == 2
+    assert main(["models", "fetch", SMALL, "--cache-dir", str(cache), "--mirror", url, "--allow-http"]) == 2
     err = capsys.readouterr().err
     assert "not the official file" in err
     assert not (cache / SMALL_FILE).exists()  # nothing half-written is left to be loaded later
     # 3. nothing listens there: the message says how to proceed without network
     dead = "http://127.0.0.1:9/"
-    assert main(["models", "fetch", SMALL, "--cache-dir", str(cache), "--mirror", dead]) == 2
+    assert main(["models", "fetch", SMALL, "--cache-dir", str(cache), "--mirror", dead, "--allow-http"]) == 2
     err = capsys.readouterr().err
     assert "failed" in err and "by hand" in err
 

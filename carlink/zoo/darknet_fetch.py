@@ -19,7 +19,7 @@ from typing import Callable
 
 from carlink.zoo.darknet import DarknetNetwork
 from carlink.zoo.models_dir import check_models_dir
-from carlink.zoo.weights import FetchError
+from carlink.zoo.weights import FetchError, check_url_scheme
 
 _CHUNK = 1 << 20
 
@@ -44,16 +44,6 @@ def file_url(network: DarknetNetwork, file: str, mirror: str | None) -> str:
     if mirror is None:
         return network.source_url(file)
     return f"{mirror.rstrip('/')}/{network.name}/{file}"
-
-
-def check_url_scheme(url: str, allow_http: bool) -> None:
-    scheme = url.split(":", 1)[0].lower()
-    if scheme == "https" or (scheme == "http" and allow_http):
-        return
-    if scheme == "http":
-        raise FetchError(f"refusing plain-HTTP URL {url}: the files could be altered in transit (the sha256 "
-                         "check would then refuse them); use https, or pass --allow-http for a trusted mirror")
-    raise FetchError(f"unsupported URL {url}: expected https:// (or http:// with --allow-http)")
 
 
 def _download(url: str, dest: Path, expected_sha: str, timeout: float) -> None:

@@ -53,6 +53,17 @@ class WeightsSource:
         return tail if "-" in stem and is_hex else None
 
 
+def check_url_scheme(url: str, allow_http: bool) -> None:
+    """Refuse plain http:// unless allowed: a file fetched in clear can be altered in transit."""
+    scheme = url.split(":", 1)[0].lower()
+    if scheme == "https" or (scheme == "http" and allow_http):
+        return
+    if scheme == "http":
+        raise FetchError(f"refusing plain-HTTP URL {url}: the files could be altered in transit (the sha256 "
+                         "check would then refuse them); use https, or pass --allow-http for a trusted mirror")
+    raise FetchError(f"unsupported URL {url}: expected https:// (or http:// with --allow-http)")
+
+
 def hub_checkpoint_dir(cache_dir: str | Path | None = None) -> Path:
     """The folder torch.hub keeps downloaded checkpoints in (or `cache_dir` where given)."""
     if cache_dir is not None:
@@ -93,11 +104,14 @@ def fetch_weights(
     cache_dir: str | Path | None = None,
     mirror: str | None = None,
     progress: bool = False,
+    allow_http: bool = False,
 ) -> FetchResult:
     """Download the official weights into the cache unless the file is there already.
 
     `mirror` replaces the URL's folder (e.g. an internal HTTP server for cars without internet
-    access); the file name and its checksum stay those of the official file.
+    access); the file name and its checksum stay those of the official file. A plain http://
+    URL is refused unless ``allow_http``. torchvision publishes only the first hex digits of each
+    file's sha256 (in its name), so that prefix is what can be checked here.
     """
     from torch.hub import download_url_to_file
 
@@ -106,6 +120,7 @@ def fetch_weights(
     if dest.is_file():
         return FetchResult(dest, already_present=True, url=None)
     url = source.url if mirror is None else f"{mirror.rstrip('/')}/{source.file_name}"
+    check_url_scheme(url, allow_http)
     try:
         dest_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
