@@ -25,6 +25,7 @@ frame by expected utility rather than fixed.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import time
@@ -196,6 +197,14 @@ class CarlinkPolicy:
         self._deadline = np.array([pt.task.deadline_ms for pt in self.tasks])
         self._index = {pt.name: i for i, pt in enumerate(self.tasks)}
         self._col = [{o.id: j for j, o in enumerate(pt.task.options)} for pt in self.tasks]
+
+    def fresh(self) -> "CarlinkPolicy":
+        """A policy with no history (no previous plan) that shares this one's immutable parts:
+        tasks, allocators and remembered solves (exact for given inputs). For replays that run
+        the same policy many times."""
+        clone = copy.copy(self)
+        clone._previous = None
+        return clone
 
     def prepare(self) -> None:
         """Build the allocators for the full task set now, not in the first frame."""

@@ -51,7 +51,6 @@ import numpy as np
 
 from carlink.allocator.solve import Allocator, AllocatorConfig
 from carlink.network import MTU
-from carlink.onboard.policy import CarlinkPolicy as OnboardCarlinkPolicy
 from carlink.onboard.policy import PlanInputs, PolicyTask, policy_tasks_from_profile
 from carlink.replay.profile_view import ON_CAR, ReplayProfile, TaskInfo
 from carlink.tasks import Task
@@ -186,7 +185,7 @@ class CarlinkPolicy(Policy):
 
     def __init__(self, profile: ReplayProfile) -> None:
         super().__init__(profile)
-        self.policy = OnboardCarlinkPolicy(policy_tasks(profile))
+        self.policy = profile.carlink_policy.fresh()  # built once per profile, no history
 
     def decide(self, view: FrameView) -> Decision:
         samples = view.bandwidth_samples_bps

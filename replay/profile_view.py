@@ -20,12 +20,17 @@ Errors are :class:`carlink.profile.ProfileError`, naming the file and the key.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from carlink.detection import WaymoClass
 from carlink.profile import (DEFAULT_PROFILE, EXAMPLE_PROFILE, OnCarProfile, OptionProfile, Profile, ProfileError,
                              TaskProfile, load_profile)
 from carlink.tasks import Option, Task
+
+if TYPE_CHECKING:
+    from carlink.onboard.policy import CarlinkPolicy
 
 ON_CAR = 0  # column of the on-car option in every task's option list
 
@@ -112,9 +117,21 @@ class ReplayProfile:
     def description(self) -> str:
         return self.profile.description
 
+    @cached_property
+    def carlink_policy(self) -> "CarlinkPolicy":
+        """The car's policy for this profile, built once (as the daemon builds it); each replay
+        runs a ``fresh()`` copy of it, sharing its allocators and remembered solves."""
+        from carlink.onboard.policy import CarlinkPolicy, policy_tasks_from_profile
+
+        return CarlinkPolicy(policy_tasks_from_profile(self.profile))
+
     def aggregate_tasks(self) -> list[Task]:
         """TURBO's view: curves averaged over the data set (mean payload, p50 runtime)."""
-        return self.profile.to_tasks(payload="mean", runtime="p50")
+        return list(self._aggregate_tasks)
+
+    @cached_property
+    def _aggregate_tasks(self) -> tuple[Task, ...]:
+        return tuple(self.profile.to_tasks(payload="mean", runtime="p50"))
 
     def cloud_models(self) -> list[str]:
         return sorted({o.model for t in self.tasks for o in t.options[1:]})
