@@ -268,6 +268,12 @@ class Grid:
             raise SweepError("a truth profile goes with utilities 'truth', and only with it")
         if self.estimates not in ESTIMATES:
             raise SweepError(f"estimates {self.estimates!r}: expected one of {', '.join(ESTIMATES)}")
+        labels = [t.label for t in self.traces]
+        twice = sorted({n for n in labels if labels.count(n) > 1})
+        if twice:
+            raise SweepError(f"traces named {', '.join(twice)} more than once: the summary names traces by file name")
+        if len(set(self.scales)) != len(self.scales):
+            raise SweepError(f"capacity scales listed twice: {', '.join(f'{s:g}' for s in self.scales)}")
 
     def offsets_for(self, trace: TraceRef, length_s: float) -> tuple[float, ...]:
         """The trace offsets of one trace: the explicit ones, or ``offsets_per_trace`` spread evenly

@@ -163,3 +163,11 @@ def test_seeded_bootstrap_uses_numpy_generator():
     vals = [tot(float(v)) for v in np.linspace(0.1, 0.9, 9)]
     base = [tot(0.1)] * 9
     assert bootstrap_gain_pp(vals, base, seed=1) != bootstrap_gain_pp(vals, base, seed=2)
+
+
+def test_grid_refuses_ambiguous_traces_and_scales(setup):
+    _, _, traces = setup
+    with pytest.raises(SweepError, match="named TMobile-LTE-short.up more than once"):
+        _grid(setup, traces=(traces[0], traces[0]))
+    with pytest.raises(SweepError, match="scales listed twice"):
+        _grid(setup, scales=(1.0, 1.0))
