@@ -243,8 +243,8 @@ def _schedule(units, make_worker, target, session, on_result, weight, progress_b
                     raise (cause if isinstance(cause, Exception) else DistributedError(str(exc))) from None
                 except RayActorError as exc:
                     raise DistributedError(
-                        f"a Ray worker died {target.max_restarts + 1} times running {unit_name} {i} "
-                        f"({type(exc).__name__}); see the worker logs (--verbose)") from None
+                        f"a Ray worker died {target.max_restarts + 1} times running {unit_name} {i}: "
+                        f"{_last_line(exc)}; see the worker logs (--verbose)") from None
                 if on_result is not None:
                     on_result(i, results[i])
                 bar.update(weight(units[i]) if weight else 1)
@@ -254,6 +254,12 @@ def _schedule(units, make_worker, target, session, on_result, weight, progress_b
         for actor in actors:
             ray.kill(actor, no_restart=True)
     return results
+
+
+def _last_line(exc: Exception) -> str:
+    """The gist of Ray's multi-line error text: its last non-empty line (the original error)."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return (lines[-1] if lines else type(exc).__name__)[:400]
 
 
 __all__ = ["DistributedError", "DriverContext", "FORWARDED_ENV", "RAY_EXTRA", "RaySession", "RayTarget", "UnitWorker", "check_reachable",
