@@ -55,8 +55,12 @@ where, or the runtime table used), ``software`` (versions), ``skipped_tasks``.
 
 :func:`load_profile` reads and validates a file; errors name the file, the key path and the task
 or option (``tasks[2] 'SIDE_LEFT' > options[4] 'frcnn-960-q75' > payload_bytes_p95: ...``).
-:meth:`Profile.to_tasks` turns it into :class:`carlink.tasks.Task` objects for the allocator,
-planning by default with the conservative statistics (p95 payload, p99 runtime).
+:meth:`Profile.tasks_for_planning` turns it into :class:`carlink.tasks.Task` objects, the one
+conversion every reader uses (the daemon, ``carlink allocate``, the replay): each option carries
+the profile's statistics, and plans with the mean payload, the p50 runtime and the expected
+per-frame utility until :meth:`carlink.tasks.Task.planned` picks others.
+:meth:`Profile.to_tasks` is that list under one choice of statistics (by default the
+conservative p95 payload and p99 runtime, with the aggregate utility).
 """
 
 from __future__ import annotations
@@ -64,12 +68,12 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Iterable, Literal
 
 from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from carlink.detection import WaymoClass
-from carlink.tasks import Option, Task
+from carlink.tasks import Option, PayloadStat, RuntimeStat, Task, UtilityStat
 from carlink.validation import StrictModel, problems
 
 SCHEMA = "carlink.profile"
@@ -234,6 +238,31 @@ class TaskProfile(StrictModel):
                 return w
         return None
 
+    def to_task(self) -> Task:
+        """This task as carlink plans it (see :meth:`Profile.tasks_for_planning`); ValueError
+        (naming task and option) where the numbers break the Task rules."""
+        oc = self.on_car
+        options = [Option(id=oc.id, on_car=True, model=oc.model, utility=expected_frame_utility(oc.utility, oc.utilities),
+                          runtime_ms=oc.runtime_ms_p50, runtime_ms_p99=oc.runtime_ms_p99, aggregate_utility=oc.utility)]
+        for o in self.options:
+            options.append(Option(
+                id=o.id, model=o.model, resize=o.resize, codec=o.codec, jpeg_quality=o.jpeg_quality,
+                utility=expected_frame_utility(o.utility, o.utilities), aggregate_utility=o.utility,
+                payload_bytes=o.payload_bytes_mean, payload_bytes_p95=o.payload_bytes_p95,
+                runtime_ms=o.runtime_ms_p50, runtime_ms_p99=o.runtime_ms_p99,
+            ))
+        return Task(name=self.name, deadline_ms=self.deadline_ms, options=tuple(options), weight=self.weight,
+                    camera=self.camera, utility_range=self.utility_range)
+
+
+def expected_frame_utility(aggregate: float, per_frame: Iterable[float | None] | None) -> float:
+    """An option's expected utility on one frame: the mean of its per-frame utilities where the
+    profile has them (undefined frames left out), else the aggregate. The aggregate pools
+    detections over frames (COCO style) and weighs busy frames more; a frame's result is what
+    the car uses, so the per-frame mean is what the policy maximises."""
+    vals = [u for u in (per_frame or ()) if u is not None]
+    return math.fsum(vals) / len(vals) if vals else float(aggregate)
+
 
 class Profile(StrictModel):
     schema_: Literal["carlink.profile"] = Field(default=SCHEMA, alias="schema")
@@ -245,49 +274,35 @@ class Profile(StrictModel):
 
     model_config = ConfigDict(populate_by_name=True)  # merged with StrictModel's
 
-    def to_tasks(
-        self,
-        payload: Literal["mean", "p95"] = "p95",
-        runtime: Literal["p50", "p99"] = "p99",
-        deadline_ms: float | None = None,
-    ) -> list[Task]:
-        """Allocator tasks; ``payload``/``runtime`` pick the statistic b_c is computed from.
+    def tasks_for_planning(self) -> list[Task]:
+        """The profile's tasks, in file order, as carlink plans them: on-car option first, every
+        option with the profile's statistics (payload mean and p95, runtime p50 and p99, expected
+        per-frame and aggregate utility) and planning with the mean payload, the p50 runtime and
+        the expected per-frame utility (what the car's policy expects of one frame;
+        :meth:`carlink.tasks.Task.planned` picks other statistics).
 
         ValueError (naming task and option) where the numbers break the Task rules, e.g. a
-        utility outside the task's utility_range or duplicate option ids.
+        utility outside the task's utility_range, duplicate option ids or task names.
         """
-        out = []
-        for t in self.tasks:
-            opts = [Option(id=t.on_car.id, utility=t.on_car.utility, on_car=True, model=t.on_car.model,
-                           runtime_ms=t.on_car.runtime_ms_p99 if runtime == "p99" else t.on_car.runtime_ms_p50)]
-            for o in t.options:
-                opts.append(
-                    Option(
-                        id=o.id,
-                        utility=o.utility,
-                        payload_bytes=o.payload_bytes_p95 if payload == "p95" else o.payload_bytes_mean,
-                        runtime_ms=o.runtime_ms_p99 if runtime == "p99" else o.runtime_ms_p50,
-                        model=o.model,
-                        resize=o.resize,
-                        codec=o.codec,
-                        jpeg_quality=o.jpeg_quality,
-                    )
-                )
-            out.append(
-                Task(
-                    name=t.name,
-                    deadline_ms=t.deadline_ms if deadline_ms is None else deadline_ms,
-                    options=tuple(opts),
-                    weight=t.weight,
-                    camera=t.camera,
-                    utility_range=t.utility_range,
-                )
-            )
+        out = [t.to_task() for t in self.tasks]
         names = [t.name for t in out]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise ValueError(f"duplicate task names {dup}")
         return out
+
+    def to_tasks(
+        self,
+        payload: PayloadStat = "p95",
+        runtime: RuntimeStat = "p99",
+        deadline_ms: float | None = None,
+        utility: UtilityStat = "aggregate",
+    ) -> list[Task]:
+        """:meth:`tasks_for_planning` under one choice of statistics (by default the conservative
+        p95 payload and p99 runtime with the aggregate utility, as a bare solve plans), every
+        deadline replaced by ``deadline_ms`` when given."""
+        return [t.planned(payload, runtime, utility).overridden(deadline_ms=deadline_ms)
+                for t in self.tasks_for_planning()]
 
     def to_json(self) -> str:
         """The file's text: the model's own JSON, indented, with lists of numbers on one line
@@ -325,7 +340,7 @@ def parse_profile(raw: Any, source: str = "<profile>") -> Profile:
     except ValidationError as exc:
         raise ProfileError(f"{source}: invalid profile:\n  " + "\n  ".join(problems(exc, raw))) from None
     try:
-        profile.to_tasks()  # the Task rules (utility range, unique ids) checked at load time
+        profile.tasks_for_planning()  # the Task rules (utility range, unique ids) checked at load time
     except ValueError as exc:
         raise ProfileError(f"{source}: {exc}") from None
     return profile

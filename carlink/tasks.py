@@ -7,12 +7,39 @@ A task lists every way it can be served. Exactly one option is the on-car model
 payload to upload, the cloud runtime and the expected utility of an answer that arrives in time.
 Validation happens when a Task is built, so every solver can trust its input; errors name the
 task and the option.
+
+This is carlink's one task model: the allocator, the car's policy, the daemon and the replay all
+use these two types. An option carries the profile's statistics (payload mean and p95, runtime
+p50 and p99, expected per-frame and aggregate utility) next to the three numbers the allocator
+plans with (``utility``, ``payload_bytes``, ``runtime_ms``); :meth:`Task.planned` gives the
+allocator's view under chosen statistics. A profile becomes tasks in one place,
+:meth:`carlink.profile.Profile.tasks_for_planning`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
+from typing import Literal
+
+PayloadStat = Literal["mean", "p95"]
+RuntimeStat = Literal["p50", "p99"]
+UtilityStat = Literal["frame", "aggregate"]
+PAYLOAD_STATS: tuple[str, ...] = ("mean", "p95")
+RUNTIME_STATS: tuple[str, ...] = ("p50", "p99")
+UTILITY_STATS: tuple[str, ...] = ("frame", "aggregate")
+
+# Statistic field -> the planning field it defaults to (an option written without statistics
+# has one value and no spread).
+_STAT_BASE = {
+    "payload_bytes_mean": "payload_bytes",
+    "payload_bytes_p95": "payload_bytes",
+    "runtime_ms_p50": "runtime_ms",
+    "runtime_ms_p99": "runtime_ms",
+    "frame_utility": "utility",
+    "aggregate_utility": "utility",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,7 +47,9 @@ class Option:
     """One way to serve a task: a cloud configuration, or the on-car model (``on_car=True``).
 
     ``model``, ``resize`` and ``codec``/``jpeg_quality`` say what the encoder and the cloud must
-    do; the allocator itself uses only ``payload_bytes``, ``runtime_ms`` and ``utility``.
+    do; the allocator itself uses only ``payload_bytes``, ``runtime_ms`` and ``utility``. The
+    statistics after them are what the profile measured; one left out (None) takes the planning
+    number, so after construction every statistic is a number.
     """
 
     id: str
@@ -32,12 +61,41 @@ class Option:
     resize: tuple[int, int] | None = None  # (width, height) the frame is resized to; None: as is
     codec: str = "jpeg"  # "jpeg", "png" or "raw" (ignored for the on-car option)
     jpeg_quality: int | None = None
+    payload_bytes_mean: float | None = None
+    payload_bytes_p95: float | None = None
+    runtime_ms_p50: float | None = None
+    runtime_ms_p99: float | None = None
+    frame_utility: float | None = None  # expected utility on one frame: the mean of per-frame values
+    aggregate_utility: float | None = None  # pooled over the profiled frames (COCO style)
+
+    def __post_init__(self) -> None:
+        for stat, base in _STAT_BASE.items():
+            if getattr(self, stat) is None:
+                object.__setattr__(self, stat, getattr(self, base))
+
+    def planned(self, payload: PayloadStat, runtime: RuntimeStat, utility: UtilityStat = "frame") -> "Option":
+        """This option with ``payload_bytes``/``runtime_ms``/``utility`` set to those statistics."""
+        _check_stats(payload, runtime, utility)
+        return dataclasses.replace(
+            self,
+            payload_bytes=self.payload_bytes_p95 if payload == "p95" else self.payload_bytes_mean,
+            runtime_ms=self.runtime_ms_p99 if runtime == "p99" else self.runtime_ms_p50,
+            utility=self.aggregate_utility if utility == "aggregate" else self.frame_utility,
+        )
+
+
+def _check_stats(payload: str, runtime: str, utility: str) -> None:
+    for name, value, allowed in (("payload", payload, PAYLOAD_STATS), ("runtime", runtime, RUNTIME_STATS),
+                                 ("utility", utility, UTILITY_STATS)):
+        if value not in allowed:
+            raise ValueError(f"{name} statistic must be one of {allowed}, got {value!r}")
 
 
 @dataclass(frozen=True, slots=True)
 class Task:
     """One perception job on one sensor stream, with its deadline, weight and options.
 
+    ``camera`` is the stream the task reads; its on-car model is ``task.on_car.model``.
     ``utility_range`` is the interval every option's utility must lie in: [0, 1] for accuracy
     metrics such as AP; a task whose utility is on another scale declares it.
     """
@@ -77,6 +135,25 @@ class Task:
                 return i
         raise KeyError(f"task {self.name!r} has no option {option_id!r}")
 
+    def planned(self, payload: PayloadStat, runtime: RuntimeStat, utility: UtilityStat = "frame") -> "Task":
+        """The allocator's view under these statistics: every option's ``payload_bytes``,
+        ``runtime_ms`` and ``utility`` set from them (the statistics themselves are kept)."""
+        return dataclasses.replace(self, options=tuple(o.planned(payload, runtime, utility) for o in self.options))
+
+    def overridden(self, deadline_ms: float | None = None, weight: float | None = None, camera: str | None = None,
+                   on_car_model: str | None = None) -> "Task":
+        """This task with the given settings replaced (None: kept), e.g. a car's per-task config."""
+        options = self.options
+        if on_car_model is not None:
+            options = tuple(dataclasses.replace(o, model=on_car_model) if o.on_car else o for o in options)
+        return dataclasses.replace(
+            self,
+            deadline_ms=self.deadline_ms if deadline_ms is None else deadline_ms,
+            weight=self.weight if weight is None else weight,
+            camera=self.camera if camera is None else camera,
+            options=options,
+        )
+
 
 def _finite_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
@@ -105,18 +182,9 @@ def _validate(task: Task) -> int:
         if opt.id in seen:
             raise ValueError(f"{where}: duplicate option id {opt.id!r}")
         seen.add(opt.id)
-        for name in ("utility", "payload_bytes", "runtime_ms"):
-            value = getattr(opt, name)
-            if not _finite_number(value):
-                raise ValueError(f"{at}: {name} must be a finite number, got {value!r}")
-        if opt.payload_bytes < 0:
-            raise ValueError(f"{at}: payload_bytes must be >= 0, got {opt.payload_bytes!r}")
-        if opt.runtime_ms < 0:
-            raise ValueError(f"{at}: runtime_ms must be >= 0, got {opt.runtime_ms!r}")
-        if not lo <= opt.utility <= hi:
-            raise ValueError(f"{at}: utility {opt.utility!r} is outside the task's range [{lo}, {hi}]")
+        _validate_numbers(opt, at, lo, hi)
         if opt.on_car:
-            if opt.payload_bytes != 0:
+            if opt.payload_bytes != 0 or opt.payload_bytes_mean != 0 or opt.payload_bytes_p95 != 0:
                 raise ValueError(f"{at}: the on-car option uploads nothing, payload_bytes must be 0")
             on_car.append(i)
         elif opt.codec not in ("jpeg", "png", "raw"):
@@ -127,6 +195,24 @@ def _validate(task: Task) -> int:
         ids = [task.options[i].id for i in on_car]
         raise ValueError(f"{where}: has {len(on_car)} on-car options {ids}, exactly one is allowed")
     return on_car[0]
+
+
+def _validate_numbers(opt: Option, at: str, lo: float, hi: float) -> None:
+    """An option's planning numbers and statistics: finite, sizes and times >= 0, utilities in
+    the task's range, the p99 runtime not below the p50."""
+    for name in ("utility", "payload_bytes", "runtime_ms", *_STAT_BASE):
+        value = getattr(opt, name)
+        if not _finite_number(value):
+            raise ValueError(f"{at}: {name} must be a finite number, got {value!r}")
+    for name in ("payload_bytes", "runtime_ms", "payload_bytes_mean", "payload_bytes_p95", "runtime_ms_p50",
+                 "runtime_ms_p99"):
+        if getattr(opt, name) < 0:
+            raise ValueError(f"{at}: {name} must be >= 0, got {getattr(opt, name)!r}")
+    for name in ("utility", "frame_utility", "aggregate_utility"):
+        if not lo <= getattr(opt, name) <= hi:
+            raise ValueError(f"{at}: {name} {getattr(opt, name)!r} is outside the task's range [{lo}, {hi}]")
+    if opt.runtime_ms_p99 < opt.runtime_ms_p50:
+        raise ValueError(f"{at}: runtime p99 {opt.runtime_ms_p99} ms is below its p50 {opt.runtime_ms_p50} ms")
 
 
 def validate_task_list(tasks: "list[Task] | tuple[Task, ...]") -> tuple[Task, ...]:

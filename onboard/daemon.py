@@ -29,10 +29,11 @@ from carlink.onboard.config import ConfigError, MetricsConfig, OnboardConfig, lo
 from carlink.onboard.cpu_latency import CpuLatencyError, CpuLatencyRequest
 from carlink.onboard.metrics import OnboardMetrics
 from carlink.onboard.pipeline import OnboardPipeline, load_onboard_models
-from carlink.onboard.planning import OnboardTask, ProfileError, load_onboard_tasks
+from carlink.onboard.planning import ProfileError, load_onboard_tasks
 from carlink.onboard.sink import JsonLinesSink
 from carlink.onboard.sources import CapturedFrame, FrameSourceBase, SkippedInput, SourceError, log_skipped, open_source
 from carlink.onboard.systemd import SystemdNotifier, watchdog_interval_s
+from carlink.tasks import Task
 from carlink.zoo.base import Detector
 
 log = logging.getLogger("carlink.onboard")
@@ -47,7 +48,7 @@ class StartupError(RuntimeError):
 @dataclass
 class _Loaded:
     cfg: OnboardConfig
-    tasks: tuple[OnboardTask, ...]
+    tasks: tuple[Task, ...]
     models: dict[str, Detector]
     # A reload's new frame source, checked but not started; None when [source] did not change.
     source: FrameSourceBase | None = None
@@ -75,8 +76,8 @@ def load_everything(config_path: Path, reuse: dict[str, Detector] | None = None,
         _device(cfg)  # "cuda" on a machine without a GPU fails here, by name
         same = cfg.daemon.device == reuse_device and cfg.daemon.backend == reuse_backend
         reuse = reuse if reuse and same else {}
-        need = [t for t in tasks if t.onboard_model not in reuse]
-        models = {k: v for k, v in reuse.items() if k in {t.onboard_model for t in tasks}}
+        need = [t for t in tasks if t.on_car.model not in reuse]
+        models = {k: v for k, v in reuse.items() if k in {t.on_car.model for t in tasks}}
         # The zoo resolves "auto" per model: torch models go to the GPU, HOG stays on the CPU.
         models.update(load_onboard_models(tuple(need), cfg.daemon.device, cfg.daemon.backend))
     except (KeyError, ValueError, RuntimeError, FileNotFoundError) as exc:
@@ -84,11 +85,11 @@ def load_everything(config_path: Path, reuse: dict[str, Detector] | None = None,
     return _Loaded(cfg, tasks, models)
 
 
-def _cameras(tasks: tuple[OnboardTask, ...]) -> set[str]:
+def _cameras(tasks: tuple[Task, ...]) -> set[str]:
     return {t.camera for t in tasks}
 
 
-def checked_source(cfg: OnboardConfig, tasks: tuple[OnboardTask, ...], clock: Clock,
+def checked_source(cfg: OnboardConfig, tasks: tuple[Task, ...], clock: Clock,
                    stop: threading.Event | None = None, where: Path | str = "<config>") -> FrameSourceBase:
     """The config's frame source, checked (StartupError names the file and the path) but not started."""
     src_cfg = cfg.source
@@ -102,7 +103,7 @@ def checked_source(cfg: OnboardConfig, tasks: tuple[OnboardTask, ...], clock: Cl
     return source
 
 
-def camera_warnings(source: FrameSourceBase, tasks: tuple[OnboardTask, ...]) -> list[str]:
+def camera_warnings(source: FrameSourceBase, tasks: tuple[Task, ...]) -> list[str]:
     """One line per task whose camera the (checked) source never delivers: such a task would
     silently run on nothing."""
     have = source.available_cameras()
@@ -130,7 +131,7 @@ def check_sink(cfg: OnboardConfig, where: Path | str) -> None:
         raise StartupError(f"{where}: sink.path: cannot write {path}: {exc.strerror or exc}") from None
 
 
-def preflight(cfg: OnboardConfig, tasks: tuple[OnboardTask, ...], where: Path | str) -> list[str]:
+def preflight(cfg: OnboardConfig, tasks: tuple[Task, ...], where: Path | str) -> list[str]:
     """What `run` would refuse, checked without starting anything (check-config): the device, the
     frame source (each file read to its first good record), the sink, the cloud's credentials.
     StartupError names the key; returns warnings (tasks watching a camera the source lacks)."""
@@ -387,7 +388,7 @@ class OnboardDaemon:
 
     # -- parts that a reload can replace ---------------------------------------------------------
 
-    def _open_source(self, cfg: OnboardConfig, tasks: tuple[OnboardTask, ...]) -> FrameSourceBase:
+    def _open_source(self, cfg: OnboardConfig, tasks: tuple[Task, ...]) -> FrameSourceBase:
         source = checked_source(cfg, tasks, self.clock, self.stop_event, self.config_path)
         source.on_skip = self._source_skipped
         return source

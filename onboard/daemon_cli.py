@@ -76,8 +76,8 @@ def _check(args: argparse.Namespace) -> int:
         tasks = load_onboard_tasks(cfg.profile_path, cfg.tasks)
         for i, t in enumerate(tasks):
             try:
-                get_spec(t.onboard_model)
-                check_model_files(t.onboard_model)  # missing or bad model files: what `run` would refuse
+                get_spec(t.on_car.model)
+                check_model_files(t.on_car.model)  # missing or bad model files: what `run` would refuse
             except (KeyError, ZooError) as exc:
                 raise ConfigError(f"task {t.name!r}: on-car model: {exc}") from None
     except (ConfigError, ProfileError) as exc:
@@ -93,16 +93,16 @@ def _check(args: argparse.Namespace) -> int:
     if args.json:
         out = cfg.model_dump(mode="json")
         out["resolved_tasks"] = [
-            {"name": t.name, "camera": t.camera, "onboard_model": t.onboard_model,
-             "deadline_ms": t.task.deadline_ms, "weight": t.task.weight, "options": len(t.task.options)}
+            {"name": t.name, "camera": t.camera, "onboard_model": t.on_car.model,
+             "deadline_ms": t.deadline_ms, "weight": t.weight, "options": len(t.options)}
             for t in tasks
         ]
         print(json.dumps(out, indent=2))
     else:
         print(f"{args.config}: OK; profile {cfg.profile_path}; cloud {cfg.cloud.address}; source {cfg.source.kind}")
         for t in tasks:
-            print(f"  task {t.name}: camera {t.camera}, on-car {t.onboard_model}, deadline {t.task.deadline_ms:g} ms, "
-                  f"weight {t.task.weight:g}, {len(t.task.options)} options")
+            print(f"  task {t.name}: camera {t.camera}, on-car {t.on_car.model}, deadline {t.deadline_ms:g} ms, "
+                  f"weight {t.weight:g}, {len(t.options)} options")
     return 0
 
 

@@ -24,10 +24,11 @@ from carlink.onboard.encoder import STRIP_MIN_PIXELS, ParallelEncoder, encode_sp
 from carlink.onboard.estimator import LinkEstimate, UplinkEstimator
 from carlink.onboard.fuser import FrameResult, Fuser, TaskPlan
 from carlink.onboard.metrics import OnboardMetrics
-from carlink.onboard.planning import OnboardTask, Planner
+from carlink.onboard.planning import Planner
 from carlink.onboard.policy import PlanInputs, backlog_bytes
 from carlink.onboard.sources import CapturedFrame
 from carlink.onboard.cloud_access import AccessMonitor, credentials_fingerprint, open_cloud_channel
+from carlink.tasks import Task
 from carlink.onboard.uplink import Uplink, UploadOutcome, UploadRequest
 from carlink.zoo.base import Detector
 
@@ -71,16 +72,16 @@ def onboard_backend(model: str, device: str, backend: str = "auto") -> str:
     return "auto"
 
 
-def load_onboard_models(tasks: tuple[OnboardTask, ...], device: str, backend: str = "auto") -> dict[str, Detector]:
+def load_onboard_models(tasks: tuple[Task, ...], device: str, backend: str = "auto") -> dict[str, Detector]:
     """One detector per distinct on-car model name (shared by tasks: one call at a time)."""
     from carlink.zoo.registry import get_model
 
     models: dict[str, Detector] = {}
     for t in tasks:
-        if t.onboard_model not in models:
+        if t.on_car.model not in models:
             # HOG runs on the CPU only; forcing "cuda" for it is a config error the zoo reports.
-            models[t.onboard_model] = get_model(t.onboard_model, device=device,
-                                                backend=onboard_backend(t.onboard_model, device, backend))
+            models[t.on_car.model] = get_model(t.on_car.model, device=device,
+                                                backend=onboard_backend(t.on_car.model, device, backend))
     return models
 
 
@@ -92,7 +93,7 @@ class OnboardPipeline:
     def __init__(
         self,
         cfg: OnboardConfig,
-        tasks: tuple[OnboardTask, ...],
+        tasks: tuple[Task, ...],
         clock: Clock,
         sink: Sink,
         models: dict[str, Detector],
@@ -123,14 +124,14 @@ class OnboardPipeline:
     # -- configuration -------------------------------------------------------------------------
 
     @staticmethod
-    def _planner(cfg: OnboardConfig, tasks: tuple[OnboardTask, ...], models: dict[str, Detector]) -> Planner:
+    def _planner(cfg: OnboardConfig, tasks: tuple[Task, ...], models: dict[str, Detector]) -> Planner:
         """The planner of a config; ValueError when a task's on-car model is not loaded."""
-        missing = {t.onboard_model for t in tasks} - set(models)
+        missing = {t.on_car.model for t in tasks} - set(models)
         if missing:
             raise ValueError(f"no loaded on-car model for {sorted(missing)}")
-        return Planner([t.policy_task for t in tasks], cfg.allocator_config(), cfg.policy.settings())
+        return Planner(tasks, cfg.allocator_config(), cfg.policy.settings())
 
-    def _apply(self, cfg: OnboardConfig, tasks: tuple[OnboardTask, ...], models: dict[str, Detector],
+    def _apply(self, cfg: OnboardConfig, tasks: tuple[Task, ...], models: dict[str, Detector],
                planner: Planner) -> None:
         with self._swap_lock:
             self.cfg, self.tasks, self.models, self.planner = cfg, tasks, models, planner
@@ -151,7 +152,7 @@ class OnboardPipeline:
     def _cloud_access_changed(self, refused: str | None) -> None:
         self.metrics.cloud_refused.set(0 if refused is None else 1)
 
-    def reload(self, cfg: OnboardConfig, tasks: tuple[OnboardTask, ...], models: dict[str, Detector],
+    def reload(self, cfg: OnboardConfig, tasks: tuple[Task, ...], models: dict[str, Detector],
                sink: Sink | None = None) -> None:
         """Swap config, tasks and models between frames (SIGHUP); frames in flight finish as planned.
 
@@ -208,10 +209,10 @@ class OnboardPipeline:
                 log.warning("frame %d has no %s image; task %s skipped", frame.frame_id, t.camera, t.name)
                 continue
             choice = alloc.choice(t.name)
-            hard = capture + t.task.deadline_ms / 1000.0
-            plans[t.name] = TaskPlan(hard - margin, hard, choice.option, t.task.on_car.id, not choice.on_car)
+            hard = capture + t.deadline_ms / 1000.0
+            plans[t.name] = TaskPlan(hard - margin, hard, choice.option, t.on_car.id, not choice.on_car)
             if not choice.on_car:
-                jobs[t.name] = (image, encode_spec(t.task.option(choice.option)))
+                jobs[t.name] = (image, encode_spec(t.option(choice.option)))
         info = {
             "origin": frame.origin,  # the record, image file or device the frame came from
             "estimate": {
@@ -230,7 +231,7 @@ class OnboardPipeline:
         # Each image goes to the uplink as soon as it is encoded, while the others still encode.
         for name, enc in self.encoder.encode_as_completed(jobs):
             encode_ms = (time.perf_counter() - te) * 1000.0
-            model = next(t for t in tasks if t.name == name).task.option(plans[name].option).model
+            model = next(t for t in tasks if t.name == name).option(plans[name].option).model
             with self._in_flight_lock:
                 self._in_flight[(name, frame.frame_id)] = (self.clock.now(), len(enc.payload))
             self.uplink.submit(UploadRequest(name, model, enc, frame.frame_id, capture, plans[name].deadline))
@@ -258,9 +259,9 @@ class OnboardPipeline:
                 if t.name not in names:
                     continue
                 try:
-                    dets = models[t.onboard_model].detect(frame.images[t.camera])
+                    dets = models[t.on_car.model].detect(frame.images[t.camera])
                 except Exception:
-                    log.exception("on-car model %s failed on frame %d", t.onboard_model, fid)
+                    log.exception("on-car model %s failed on frame %d", t.on_car.model, fid)
                     dets = []
                 self.fuser.onboard_result(fid, t.name, dets, self.clock.now())
 
@@ -275,7 +276,7 @@ class OnboardPipeline:
         if jobs:
             m.encode_ms.observe(encode_ms)
         for t in tasks:
-            m.set_choice(t.name, [o.id for o in t.task.options], alloc.choice(t.name).option)
+            m.set_choice(t.name, [o.id for o in t.options], alloc.choice(t.name).option)
 
     # -- results -------------------------------------------------------------------------------
 

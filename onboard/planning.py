@@ -1,21 +1,22 @@
 """The daemon's view of the profile and its policy: tasks in, one Allocation per frame out.
 
 The decision itself is onboard/policy.py's :class:`CarlinkPolicy` (the same code ``carlink
-replay`` replays); :class:`Planner` holds one for the daemon's task list. Loading merges the profile's tasks with the config's per-task settings (camera, on-car model,
-deadline, weight); a missing or corrupt profile raises ProfileError naming the file and what is
-wrong, so the daemon refuses to start rather than run without a plan.
+replay`` replays); :class:`Planner` holds one for the daemon's task list. Loading reads the
+profile's tasks (:meth:`carlink.profile.Profile.tasks_for_planning`, carlink's one task model)
+and replaces what the config sets per task (camera, on-car model, deadline, weight); a missing or
+corrupt profile raises ProfileError naming the file and what is wrong, so the daemon refuses to
+start rather than run without a plan.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from carlink.allocation import Allocation
-from carlink.tasks import Task, validate_task_list
 from carlink.onboard.config import TaskConfig
-from carlink.onboard.policy import CarlinkPolicy, PlanInputs, PolicySettings, PolicyTask, policy_tasks_from_profile
+from carlink.onboard.policy import CarlinkPolicy, PlanInputs, PolicySettings
+from carlink.tasks import Task, validate_task_list
 
 if TYPE_CHECKING:
     import numpy as np
@@ -27,40 +28,22 @@ class ProfileError(ValueError):
     """The profile cannot be read or does not describe valid tasks (message names file and key)."""
 
 
-@dataclass(frozen=True, slots=True)
-class OnboardTask:
-    """A profile task plus what the car needs to run it: its camera and on-car model."""
-
-    task: Task  # options with expected per-frame utility, mean payload, p50 runtime
-    camera: str
-    onboard_model: str
-    runtime_p99_ms: tuple[float, ...] = ()  # per option; empty: the p50 runtimes
-
-    @property
-    def name(self) -> str:
-        return self.task.name
-
-    @property
-    def policy_task(self) -> PolicyTask:
-        return PolicyTask(self.task, self.runtime_p99_ms or tuple(o.runtime_ms for o in self.task.options))
-
-
-def _read_profile_tasks(path: Path) -> tuple[PolicyTask, ...]:
-    """The policy's tasks of a profile file (carlink.profile schema)."""
+def _read_profile_tasks(path: Path) -> tuple[Task, ...]:
+    """The tasks of a profile file (carlink.profile schema)."""
     from carlink import profile as profile_mod
 
     try:
-        tasks = policy_tasks_from_profile(profile_mod.load_profile(path))
+        tasks = profile_mod.load_profile(path).tasks_for_planning()
     except profile_mod.ProfileError as exc:
         raise ProfileError(str(exc)) from None
     except ValueError as exc:
         raise ProfileError(f"profile {path}: {exc}") from None
-    validate_task_list([t.task for t in tasks])
-    return tuple(tasks)
+    return validate_task_list(tasks)
 
 
-def load_onboard_tasks(profile_path: Path, overrides: Sequence[TaskConfig]) -> tuple[OnboardTask, ...]:
-    """The tasks the daemon runs: every profile task, or those the config lists, with overrides."""
+def load_onboard_tasks(profile_path: Path, overrides: Sequence[TaskConfig]) -> tuple[Task, ...]:
+    """The tasks the daemon runs: every profile task, or those the config lists, each with the
+    config's settings in place of the profile's; every task has a camera and an on-car model."""
     tasks = _read_profile_tasks(profile_path)
     if not tasks:
         raise ProfileError(f"profile {profile_path}: has no tasks")
@@ -68,35 +51,31 @@ def load_onboard_tasks(profile_path: Path, overrides: Sequence[TaskConfig]) -> t
     chosen = overrides or [TaskConfig(name=t.name) for t in tasks]
     out = []
     for i, tc in enumerate(chosen):
-        pt = by_name.get(tc.name)
-        if pt is None:
+        task = by_name.get(tc.name)
+        if task is None:
             raise ProfileError(
                 f"config tasks[{i}].name: task {tc.name!r} is not in profile {profile_path} "
                 f"(it has {sorted(by_name)})"
             )
-        pt = pt.overridden(deadline_ms=tc.deadline_ms, weight=tc.weight)
-        task = pt.task
-        camera = tc.camera or task.camera
-        if not camera:
+        task = task.overridden(deadline_ms=tc.deadline_ms, weight=tc.weight, camera=tc.camera,
+                               on_car_model=tc.onboard_model)
+        if not task.camera:
             raise ProfileError(f"task {task.name!r}: no camera in the profile; set tasks[{i}].camera in the config")
-        model = tc.onboard_model or task.on_car.model
-        if not model:
+        if not task.on_car.model:
             raise ProfileError(
                 f"task {task.name!r}: no on-car model in the profile; set tasks[{i}].onboard_model in the config"
             )
-        out.append(OnboardTask(task, camera, model, pt.runtime_p99_ms))
+        out.append(task)
     return tuple(out)
 
 
 class Planner:
     """The daemon's policy for its task list: :class:`CarlinkPolicy`, one decision per frame."""
 
-    def __init__(self, tasks: "Sequence[Task | PolicyTask]", config: "AllocatorConfig | None" = None,
+    def __init__(self, tasks: Sequence[Task], config: "AllocatorConfig | None" = None,
                  settings: PolicySettings = PolicySettings()) -> None:
-        ptasks = [t if isinstance(t, PolicyTask) else PolicyTask(t, tuple(o.runtime_ms for o in t.options))
-                  for t in tasks]
-        self.tasks = tuple(t.task for t in ptasks)
-        self.policy = CarlinkPolicy(ptasks, config, settings)
+        self.tasks = tuple(tasks)
+        self.policy = CarlinkPolicy(self.tasks, config, settings)
         self.policy.prepare()
 
     def plan(self, inputs: PlanInputs) -> Allocation:

@@ -36,30 +36,19 @@ import numpy as np
 from scipy.special import ndtr
 
 from carlink.allocation import Allocation
-from carlink.tasks import Option, Task
+from carlink.tasks import RUNTIME_STATS, Task
 
 if TYPE_CHECKING:
     from carlink.allocator.solve import Allocator, AllocatorConfig
-    from carlink.profile import Profile
 
 _Z99 = 2.3263478740408408  # standard normal 99th percentile
 _SOLVED_CAP = 4096  # allocations remembered across frames (see CarlinkPolicy._solve)
-RUNTIME_STATS = ("p50", "p99")
 
 
 def runtime_sigma(p50: float, p99: float) -> float:
     """Log-normal spread that puts the 99th percentile at ``p99`` given the median ``p50`` (the
     runtime model of the policy, and of the replay's charging)."""
     return math.log(p99 / p50) / _Z99 if p50 > 0 and p99 > p50 else 0.0
-
-
-def expected_frame_utility(aggregate: float, per_frame: Iterable[float | None] | None) -> float:
-    """An option's expected utility on one frame: the mean of its per-frame utilities where the
-    profile has them (undefined frames left out), else the aggregate. The aggregate pools
-    detections over frames (COCO style) and weighs busy frames more; a frame's result is what
-    the car uses, so the per-frame mean is what the policy maximises."""
-    vals = [u for u in (per_frame or ()) if u is not None]
-    return math.fsum(vals) / len(vals) if vals else float(aggregate)
 
 
 def inverted_cdf_quantiles(samples: np.ndarray, qs: Sequence[float]) -> np.ndarray:
@@ -69,60 +58,6 @@ def inverted_cdf_quantiles(samples: np.ndarray, qs: Sequence[float]) -> np.ndarr
     ordered = np.sort(np.asarray(samples, dtype=float).ravel())
     n = ordered.size
     return ordered[np.clip(np.ceil(n * np.asarray(qs, dtype=float)).astype(np.int64) - 1, 0, n - 1)]
-
-
-@dataclass(frozen=True, slots=True)
-class PolicyTask:
-    """A task as the policy plans it: ``task`` carries each option's expected per-frame utility,
-    mean payload and p50 runtime; ``runtime_p99_ms`` the options' p99 runtimes, same order."""
-
-    task: Task
-    runtime_p99_ms: tuple[float, ...]
-
-    def __post_init__(self) -> None:
-        if len(self.runtime_p99_ms) != len(self.task.options):
-            raise ValueError(f"task {self.task.name!r}: {len(self.runtime_p99_ms)} p99 runtimes for "
-                             f"{len(self.task.options)} options")
-        for o, p99 in zip(self.task.options, self.runtime_p99_ms):
-            if not (math.isfinite(p99) and p99 >= o.runtime_ms):
-                raise ValueError(f"task {self.task.name!r}, option {o.id!r}: runtime p99 {p99} ms is below "
-                                 f"its p50 {o.runtime_ms} ms")
-
-    @property
-    def name(self) -> str:
-        return self.task.name
-
-    def with_p99_runtimes(self) -> Task:
-        opts = tuple(dataclasses.replace(o, runtime_ms=r) for o, r in zip(self.task.options, self.runtime_p99_ms))
-        return dataclasses.replace(self.task, options=opts)
-
-    def overridden(self, deadline_ms: float | None = None, weight: float | None = None) -> "PolicyTask":
-        task = dataclasses.replace(
-            self.task,
-            deadline_ms=self.task.deadline_ms if deadline_ms is None else deadline_ms,
-            weight=self.task.weight if weight is None else weight,
-        )
-        return PolicyTask(task, self.runtime_p99_ms)
-
-
-def policy_tasks_from_profile(profile: "Profile") -> list[PolicyTask]:
-    """The policy's tasks from a profile (carlink.profile schema): mean payloads, p50 and p99
-    runtimes, expected per-frame utilities."""
-    out = []
-    for t in profile.tasks:
-        oc = t.on_car
-        opts = [Option(id=oc.id, utility=expected_frame_utility(oc.utility, oc.utilities), on_car=True,
-                       model=oc.model, runtime_ms=oc.runtime_ms_p50)]
-        p99 = [oc.runtime_ms_p99]
-        for o in t.options:
-            opts.append(Option(id=o.id, utility=expected_frame_utility(o.utility, o.utilities),
-                               payload_bytes=o.payload_bytes_mean, runtime_ms=o.runtime_ms_p50, model=o.model,
-                               resize=o.resize, codec=o.codec, jpeg_quality=o.jpeg_quality))
-            p99.append(o.runtime_ms_p99)
-        task = Task(name=t.name, deadline_ms=t.deadline_ms, options=tuple(opts), weight=t.weight,
-                    camera=t.camera, utility_range=t.utility_range)
-        out.append(PolicyTask(task, tuple(p99)))
-    return out
 
 
 @dataclass(frozen=True)
@@ -166,7 +101,7 @@ def backlog_bytes(in_flight: Iterable[tuple[float, float]], now: float, bandwidt
 class CarlinkPolicy:
     """The per-frame decision under uncertainty (see the module doc)."""
 
-    def __init__(self, tasks: Sequence[PolicyTask], config: "AllocatorConfig | None" = None,
+    def __init__(self, tasks: Sequence[Task], config: "AllocatorConfig | None" = None,
                  settings: PolicySettings = PolicySettings()) -> None:
         from carlink.allocator.solve import AllocatorConfig
 
@@ -177,26 +112,28 @@ class CarlinkPolicy:
         self.settings = settings
         # Several solves per frame: the exact fast path unless a solver was asked for explicitly.
         self._solver = "mckp" if self.config.solver == "auto" else self.config.solver
-        self._variants = {"p50": [t.task for t in self.tasks], "p99": [t.with_p99_runtimes() for t in self.tasks]}
+        # The policy's own statistics, whatever the tasks were planned with: mean payloads and
+        # expected per-frame utilities, once with p50 and once with p99 runtimes.
+        self._variants = {rt: [t.planned(payload="mean", runtime=rt) for t in self.tasks] for rt in RUNTIME_STATS}
         self._allocators: dict[tuple[str, tuple[int, ...]], "Allocator"] = {}
         self._solved: dict[tuple, Allocation] = {}  # see _solve
         self._previous: Allocation | None = None
-        n = max(len(t.task.options) for t in self.tasks)
+        n = max(len(t.options) for t in self.tasks)
         # Per task and option (padded): weight * utility, bits, p50 and sigma of the runtime.
         self._value = np.zeros((len(self.tasks), n))
         self._bits = np.zeros((len(self.tasks), n))
         self._p50 = np.zeros((len(self.tasks), n))
         self._sigma = np.zeros((len(self.tasks), n))
-        for i, pt in enumerate(self.tasks):
-            for j, (o, p99) in enumerate(zip(pt.task.options, pt.runtime_p99_ms)):
-                self._value[i, j] = pt.task.weight * o.utility
-                self._bits[i, j] = 8.0 * o.payload_bytes
-                self._p50[i, j] = o.runtime_ms
-                self._sigma[i, j] = runtime_sigma(o.runtime_ms, p99)
-        self._on_car = [pt.task.on_car_index for pt in self.tasks]
-        self._deadline = np.array([pt.task.deadline_ms for pt in self.tasks])
-        self._index = {pt.name: i for i, pt in enumerate(self.tasks)}
-        self._col = [{o.id: j for j, o in enumerate(pt.task.options)} for pt in self.tasks]
+        for i, t in enumerate(self.tasks):
+            for j, o in enumerate(t.options):
+                self._value[i, j] = t.weight * o.frame_utility
+                self._bits[i, j] = 8.0 * o.payload_bytes_mean
+                self._p50[i, j] = o.runtime_ms_p50
+                self._sigma[i, j] = runtime_sigma(o.runtime_ms_p50, o.runtime_ms_p99)
+        self._on_car = [t.on_car_index for t in self.tasks]
+        self._deadline = np.array([t.deadline_ms for t in self.tasks])
+        self._index = {t.name: i for i, t in enumerate(self.tasks)}
+        self._col = [{o.id: j for j, o in enumerate(t.options)} for t in self.tasks]
 
     def fresh(self) -> "CarlinkPolicy":
         """A policy with no history (no previous plan) that shares this one's immutable parts:
@@ -313,8 +250,8 @@ class CarlinkPolicy:
         u = np.asarray(utility, dtype=float)
         if u.shape != self._value.shape or not np.all(np.isfinite(u)):
             raise ValueError(f"plan inputs: utility must be a finite {self._value.shape} array, got shape {u.shape}")
-        weights = np.array([pt.task.weight for pt in self.tasks])
-        width = max(len(self.tasks[i].task.options) for i in present) if present else 0
+        weights = np.array([t.weight for t in self.tasks])
+        width = max(len(self.tasks[i].options) for i in present) if present else 0
         return weights[:, None] * u, u[list(present), :width]
 
     def expected_value(self, choices: Sequence[tuple[int, int]], samples: np.ndarray, rtt_ms: float,

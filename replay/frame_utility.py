@@ -33,7 +33,8 @@ from carlink.detection import Detection, WaymoClass
 from carlink.replay.evaluation import Label, frame_ap
 from carlink.replay.per_frame import FrameValue, PerFrameIndex, missing_measurements
 from carlink.replay.player import PlayedFrame
-from carlink.replay.profile_view import OptionInfo, TaskInfo
+from carlink.replay.profile_view import ReplayTask
+from carlink.tasks import Option
 
 if TYPE_CHECKING:
     from carlink.replay.profile_view import ReplayProfile
@@ -42,16 +43,16 @@ if TYPE_CHECKING:
 class UtilitySource(Protocol):
     mode: str
 
-    def utility(self, pf: PlayedFrame, task: TaskInfo, option: OptionInfo) -> float | None: ...
+    def utility(self, pf: PlayedFrame, task: ReplayTask, option: Option) -> float | None: ...
 
-    def payload(self, pf: PlayedFrame, task: TaskInfo, option: OptionInfo) -> int: ...
+    def payload(self, pf: PlayedFrame, task: ReplayTask, option: Option) -> int: ...
 
 
-def has_camera(pf: PlayedFrame, task: TaskInfo) -> bool:
+def has_camera(pf: PlayedFrame, task: ReplayTask) -> bool:
     return task.camera in pf.cameras()
 
 
-def labelled(pf: PlayedFrame, task: TaskInfo) -> bool:
+def labelled(pf: PlayedFrame, task: ReplayTask) -> bool:
     """Does the task's camera have a label of the task's classes (any label where the task names
     none) on this frame? Without one the frame's utility is undefined (EmptyFrameRule.EXCLUDE)."""
     labels = pf.frame.labels.get(CameraName[task.camera], ())
@@ -71,35 +72,37 @@ class ProfileUtilities:
     def __init__(self, profile: "ReplayProfile | None" = None) -> None:
         self._index = PerFrameIndex(profile.profile) if profile is not None else None
 
-    def _measured(self, pf: PlayedFrame, task: TaskInfo, option: OptionInfo) -> FrameValue | None:
+    def _measured(self, pf: PlayedFrame, task: ReplayTask, option: Option) -> FrameValue | None:
         fid = pf.source_id(task.camera)
         if self._index is not None:
             return self._index.value(task.name, fid, option.id)
         k = task.frame_index.get(fid)
-        if k is None or option.utilities is None:
+        utilities = task.frame_utilities.get(option.id)
+        if k is None or utilities is None:
             return None
-        return FrameValue(option.utilities[k], None if option.payloads is None else int(option.payloads[k]))
+        payloads = task.frame_payloads.get(option.id)
+        return FrameValue(utilities[k], None if payloads is None else int(payloads[k]))
 
-    def utility(self, pf: PlayedFrame, task: TaskInfo, option: OptionInfo) -> float | None:
+    def utility(self, pf: PlayedFrame, task: ReplayTask, option: Option) -> float | None:
         v = self._measured(pf, task, option)
         if v is not None:
             return v.utility
-        return option.utility if labelled(pf, task) else None
+        return option.aggregate_utility if labelled(pf, task) else None
 
-    def payload(self, pf: PlayedFrame, task: TaskInfo, option: OptionInfo) -> int:
+    def payload(self, pf: PlayedFrame, task: ReplayTask, option: Option) -> int:
         if option.on_car:
             return 0
         v = self._measured(pf, task, option)
         if v is not None and v.payload is not None:
             return v.payload
-        return int(round(option.payload_mean))
+        return int(round(option.payload_bytes_mean))
 
 
 class TruthError(ValueError):
     """A --truth profile that cannot serve as ground truth for these frames."""
 
 
-def check_truth(index: PerFrameIndex, frames: Sequence[PlayedFrame], tasks: Sequence[TaskInfo], path: str) -> None:
+def check_truth(index: PerFrameIndex, frames: Sequence[PlayedFrame], tasks: Sequence[ReplayTask], path: str) -> None:
     """Refuse a truth profile that lacks a task-frame or an option of the replay, naming them."""
     missing, never = missing_measurements(index, frames, tasks)
     if never:
@@ -124,20 +127,20 @@ class TruthUtilities:
         self.path = truth.path
         self.index = PerFrameIndex(truth.profile)
 
-    def check(self, frames: Sequence[PlayedFrame], tasks: Sequence[TaskInfo]) -> None:
+    def check(self, frames: Sequence[PlayedFrame], tasks: Sequence[ReplayTask]) -> None:
         check_truth(self.index, frames, tasks, self.path)
 
-    def _value(self, pf: PlayedFrame, task: TaskInfo, option: OptionInfo) -> FrameValue:
+    def _value(self, pf: PlayedFrame, task: ReplayTask, option: Option) -> FrameValue:
         fid = pf.source_id(task.camera)
         v = self.index.value(task.name, fid, option.id)
         if v is None:
             raise TruthError(f"truth profile {self.path} lacks frame {fid} (task {task.name}, option {option.id})")
         return v
 
-    def utility(self, pf: PlayedFrame, task: TaskInfo, option: OptionInfo) -> float | None:
+    def utility(self, pf: PlayedFrame, task: ReplayTask, option: Option) -> float | None:
         return self._value(pf, task, option).utility
 
-    def payload(self, pf: PlayedFrame, task: TaskInfo, option: OptionInfo) -> int:
+    def payload(self, pf: PlayedFrame, task: ReplayTask, option: Option) -> int:
         if option.on_car:
             return 0
         v = self._value(pf, task, option)
@@ -177,7 +180,7 @@ class MeasuredUtilities:
             self._images[key] = im.decode()
         return self._images[key]
 
-    def _classes(self, task: TaskInfo, model_names: list[str]) -> tuple[WaymoClass, ...]:
+    def _classes(self, task: ReplayTask, model_names: list[str]) -> tuple[WaymoClass, ...]:
         if task.classes:
             return task.classes
         from carlink.zoo.registry import get_spec
@@ -185,7 +188,7 @@ class MeasuredUtilities:
         common = set.intersection(*(set(get_spec(m).classes) for m in model_names))
         return tuple(sorted(common)) or tuple(sorted(get_spec(model_names[0]).classes))
 
-    def _measure(self, pf: PlayedFrame, task: TaskInfo, option: OptionInfo) -> tuple[float | None, int]:
+    def _measure(self, pf: PlayedFrame, task: ReplayTask, option: Option) -> tuple[float | None, int]:
         key = (pf.index, task.name, option.id)
         if key in self._results:
             return self._results[key]
@@ -202,13 +205,13 @@ class MeasuredUtilities:
         self._results[key] = (ap, payload)
         return ap, payload
 
-    def _cloud(self, image: np.ndarray, option: OptionInfo) -> tuple[list[Detection], int]:
+    def _cloud(self, image: np.ndarray, option: Option) -> tuple[list[Detection], int]:
         from carlink.cloud.decode import DecodeLimits, decode
         from carlink.onboard.encoder import encode_image
         from carlink.onboard.pipeline import encode_spec
         from carlink.proto import inference_pb2 as pb
 
-        enc = encode_image(image, encode_spec(option.as_option()))
+        enc = encode_image(image, encode_spec(option))
         encoding = {"jpeg": pb.ENCODING_JPEG, "png": pb.ENCODING_PNG, "raw": pb.ENCODING_RAW_BGR}[enc.codec]
         limits = DecodeLimits(max_payload_bytes=1 << 30, max_pixels=1 << 28, max_side=1 << 15)
         decoded = decode(enc.payload, encoding, enc.size, limits)
@@ -219,10 +222,10 @@ class MeasuredUtilities:
             dets = [Detection(d.box.scaled(sx, sy), d.score, d.cls) for d in dets]
         return dets, len(enc.payload)
 
-    def utility(self, pf: PlayedFrame, task: TaskInfo, option: OptionInfo) -> float | None:
+    def utility(self, pf: PlayedFrame, task: ReplayTask, option: Option) -> float | None:
         return self._measure(pf, task, option)[0]
 
-    def payload(self, pf: PlayedFrame, task: TaskInfo, option: OptionInfo) -> int:
+    def payload(self, pf: PlayedFrame, task: ReplayTask, option: Option) -> int:
         """Real encoded bytes; encoding only (the model runs when the utility is asked for)."""
         if option.on_car:
             return 0
@@ -233,6 +236,6 @@ class MeasuredUtilities:
             from carlink.onboard.encoder import encode_image
             from carlink.onboard.pipeline import encode_spec
 
-            enc = encode_image(self._image(pf, task.camera), encode_spec(option.as_option()))
+            enc = encode_image(self._image(pf, task.camera), encode_spec(option))
             self._payloads[key] = len(enc.payload)
         return self._payloads[key]

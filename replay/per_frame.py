@@ -15,7 +15,7 @@ from typing import Iterable, Sequence
 
 from carlink.profile import Profile
 from carlink.replay.player import PlayedFrame
-from carlink.replay.profile_view import TaskInfo
+from carlink.replay.profile_view import ReplayTask
 
 _MISSING = object()
 
@@ -75,7 +75,7 @@ class PerFrameIndex:
         return found
 
 
-def task_frames(frames: Iterable[PlayedFrame], tasks: Sequence[TaskInfo]) -> list[tuple[TaskInfo, str]]:
+def task_frames(frames: Iterable[PlayedFrame], tasks: Sequence[ReplayTask]) -> list[tuple[ReplayTask, str]]:
     """(task, source frame id) of every task-frame of the replay (tasks whose camera has an image)."""
     out = []
     for pf in frames:
@@ -87,7 +87,7 @@ def task_frames(frames: Iterable[PlayedFrame], tasks: Sequence[TaskInfo]) -> lis
 
 
 def missing_measurements(index: PerFrameIndex, frames: Sequence[PlayedFrame],
-                         tasks: Sequence[TaskInfo]) -> tuple[list[str], list[str]]:
+                         tasks: Sequence[ReplayTask]) -> tuple[list[str], list[str]]:
     """Frame ids the index lacks (for some task-frame and option), and "task/option" pairs of the
     tasks whose option id has no per-frame measurement at all; both sorted, each once."""
     measured = index.option_ids()
@@ -103,7 +103,7 @@ def missing_measurements(index: PerFrameIndex, frames: Sequence[PlayedFrame],
     return sorted(missing), never
 
 
-def overlapping_frames(index: PerFrameIndex, frames: Sequence[PlayedFrame], tasks: Sequence[TaskInfo]) -> list[str]:
+def overlapping_frames(index: PerFrameIndex, frames: Sequence[PlayedFrame], tasks: Sequence[ReplayTask]) -> list[str]:
     """Ids of replayed images that the profile was measured on (sorted)."""
     measured = index.frame_ids()
     return sorted({fid for _, fid in task_frames(frames, tasks) if fid in measured})

@@ -51,8 +51,8 @@ import numpy as np
 
 from carlink.allocator.solve import Allocator, AllocatorConfig
 from carlink.network import MTU
-from carlink.onboard.policy import PlanInputs, PolicyTask, policy_tasks_from_profile
-from carlink.replay.profile_view import ON_CAR, ReplayProfile, TaskInfo
+from carlink.onboard.policy import PlanInputs
+from carlink.replay.profile_view import ON_CAR, ReplayProfile, ReplayTask
 from carlink.tasks import Task
 
 POLICY_NAMES = ("carlink", "turbo", "on-car", "single-cloud", "oracle", "carlink-link", "carlink-utility")
@@ -122,7 +122,7 @@ class OnCarPolicy(Policy):
         return Decision({i: ON_CAR for i in view.present})
 
 
-def single_cloud_column(task: TaskInfo) -> int:
+def single_cloud_column(task: ReplayTask) -> int:
     """The full frame, largest model, one fixed quality: native size (or the largest resize),
     then the model with the longest runtime, then the JPEG quality nearest 90."""
     if len(task.options) < 2:
@@ -132,7 +132,7 @@ def single_cloud_column(task: TaskInfo) -> int:
         o = task.options[j]
         area = math.inf if o.resize is None else o.resize[0] * o.resize[1]
         quality = -abs((o.jpeg_quality or 90) - 90) if o.codec == "jpeg" else -100
-        return (area, o.runtime_p50, quality, o.payload_mean, -j)
+        return (area, o.runtime_ms_p50, quality, o.payload_bytes_mean, -j)
 
     return max(range(1, len(task.options)), key=key)
 
@@ -171,9 +171,9 @@ class TurboPolicy(Policy):
                         cur.estimate_bps, cur.planned_bps, cur.allocated_bps, cur.expected_utility)
 
 
-def policy_tasks(profile: ReplayProfile) -> list[PolicyTask]:
+def policy_tasks(profile: ReplayProfile) -> list[Task]:
     """The car's policy tasks, read from the typed profile as the daemon reads them."""
-    return policy_tasks_from_profile(profile.profile)
+    return profile.profile.tasks_for_planning()
 
 
 class CarlinkPolicy(Policy):

@@ -146,7 +146,7 @@ class _Timeline:
         return self.capacity[: int(math.floor(t / BIN_S + 1e-9))]
 
     def runtime_ms(self, pf: PlayedFrame, task, option) -> float:
-        return charged_runtime_ms(self.cfg.seed, pf.index, task.name, option.id, option.runtime_p50, option.runtime_p99)
+        return charged_runtime_ms(self.cfg.seed, pf.index, task.name, option.id, option.runtime_ms_p50, option.runtime_ms_p99)
 
     def rtt_ms(self, t: float) -> float:
         return 2000.0 * self.ref.one_way_delay(t)
@@ -401,7 +401,7 @@ def _send_and_fuse(pf: PlayedFrame, decision, tasks, link: EmulatedLink, tl: _Ti
         t = tasks[i]
         if j != ON_CAR:
             o = t.options[j]
-            latest = pf.t + (t.deadline_ms - o.runtime_p50) / 1000.0
+            latest = pf.t + (t.deadline_ms - o.runtime_ms_p50) / 1000.0
             sends.append((rank.get(i, len(rank)), latest, i, j))
     sends.sort()
     for _, _, i, j in sends:

@@ -191,7 +191,7 @@ def _collect(frames: Sequence[PlayedFrame], profile: ReplayProfile, results, tra
             nbytes = 0
             if r.cloud_status not in ("not-sent",):
                 opt = next((o for o in t.options if o.id == r.planned_option), None)
-                nbytes = int(round(opt.payload_mean)) if opt is not None and not opt.on_car else 0
+                nbytes = int(round(opt.payload_bytes_mean)) if opt is not None and not opt.on_car else 0
             status = {"pending": "late"}.get(r.cloud_status, r.cloud_status)
             if status not in ("ok", "late", "not-sent"):
                 status = "failed"

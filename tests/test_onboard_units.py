@@ -112,7 +112,7 @@ def test_config_task_overrides_and_unknown_task(tmp_path):
         '[[tasks]]\nname="det_front"\ndeadline_ms=150\nweight=2\n'
     )))
     (t,) = load_onboard_tasks(cfg.profile_path, cfg.tasks)
-    assert (t.task.deadline_ms, t.task.weight, t.camera, t.onboard_model) == (150, 2, "FRONT", "noop")
+    assert (t.deadline_ms, t.weight, t.camera, t.on_car.model) == (150, 2, "FRONT", "noop")
     cfg = load_config(_write(tmp_path / "c.toml", (
         '[daemon]\nprofile="p.json"\n[source]\nkind="synthetic"\n[[tasks]]\nname="rear"\n'
     )))
@@ -145,7 +145,7 @@ def test_policy_section_reaches_the_pipelines_planner(tmp_path):
 
 def test_planner_follows_bandwidth(tmp_path):
     tasks = load_onboard_tasks(write_profile(tmp_path / "p.json"), [])
-    planner = Planner([t.task for t in tasks])
+    planner = Planner(tasks)
     assert all(c.on_car for c in planner.allocate(0.0, 20.0).tasks)
     rich = planner.allocate(50e6, 20.0)
     assert [c.option for c in rich.tasks] == ["cloud_640_q80", "cloud_640_q80"]

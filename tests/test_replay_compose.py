@@ -90,7 +90,7 @@ def test_per_frame_values_follow_the_image_not_the_slot(tmp_path, tf_example_fil
         assert source.utility(pf, task, task.options[0]) == pytest.approx(on_car_value(fid))
         for o in task.options[1:]:
             assert source.utility(pf, task, o) == pytest.approx(frame_value(fid, o.id))
-            assert source.payload(pf, task, o) != round(o.payload_mean)
+            assert source.payload(pf, task, o) != round(o.payload_bytes_mean)
 
 
 def test_cli_says_composed_and_names_the_rate(tmp_path, five, bandwidth_dir, capsys):

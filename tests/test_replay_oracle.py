@@ -83,20 +83,20 @@ def test_carlink_link_plans_with_the_true_future_capacity(demo_run, tmobile):
 
 
 def test_policy_utility_override_is_the_expectation_by_default():
-    tasks = [t.policy_task for t in load_onboard_tasks(EXAMPLE_PROFILE, [])]
+    tasks = load_onboard_tasks(EXAMPLE_PROFILE, [])
     samples = np.full(10, 6e6)
     plain = CarlinkPolicy(tasks).decide(PlanInputs(samples, 30.0))
-    width = max(len(t.task.options) for t in tasks)
+    width = max(len(t.options) for t in tasks)
     expected = np.zeros((len(tasks), width))
     for i, t in enumerate(tasks):
-        expected[i, :len(t.task.options)] = [o.utility for o in t.task.options]
+        expected[i, :len(t.options)] = [o.utility for o in t.options]
     same = CarlinkPolicy(tasks).decide(PlanInputs(samples, 30.0, utility=expected))
     assert [a.option for a in same.tasks] == [a.option for a in plain.tasks]
     assert same.expected_utility == pytest.approx(plain.expected_utility)
     # Only task 0's cloud options are worth anything this frame: only task 0 goes to the cloud.
     worthless = expected.copy()
     for i, t in enumerate(tasks[1:], start=1):
-        worthless[i, :len(t.task.options)] = expected[i, t.task.on_car_index]
+        worthless[i, :len(t.options)] = expected[i, t.on_car_index]
     only = CarlinkPolicy(tasks).decide(PlanInputs(samples, 30.0, utility=worthless))
     assert not only.tasks[0].on_car and all(a.on_car for a in only.tasks[1:])
 

@@ -31,7 +31,7 @@ def nuwins(bandwidth_dir):
 
 @pytest.mark.parametrize("path", [default_profile_path(), EXAMPLE_PROFILE], ids=["default", "example"])
 def test_daemon_and_replay_read_the_same_policy_tasks(path):
-    daemon = [t.policy_task for t in load_onboard_tasks(path, [])]
+    daemon = list(load_onboard_tasks(path, []))
     replay = policy_tasks(load_replay_profile(path))
     assert daemon == replay
 
@@ -40,7 +40,7 @@ def test_daemon_and_replay_read_the_same_policy_tasks(path):
 def test_daemon_planner_and_replay_carlink_make_the_same_choice(path):
     """Same samples, RTT and backlog: the daemon's Planner and replay's carlink send the same options."""
     onboard = load_onboard_tasks(path, [])
-    planner = Planner([t.policy_task for t in onboard], AllocatorConfig())
+    planner = Planner(onboard, AllocatorConfig())
     replay = ReplayCarlink(load_replay_profile(path))
     rng = np.random.default_rng(3)
     n = len(onboard)
@@ -54,14 +54,14 @@ def test_daemon_planner_and_replay_carlink_make_the_same_choice(path):
         view = FrameView(0, 0.0, 0.0, tuple(range(n)), rtt, samples, float(samples[-1]), None, backlog)
         theirs = replay.decide(view)
         assert {a.task: a.option for a in mine.tasks} == {
-            onboard[i].name: onboard[i].task.options[j].id for i, j in theirs.choices.items()}
+            onboard[i].name: onboard[i].options[j].id for i, j in theirs.choices.items()}
         assert mine.expected_utility == pytest.approx(theirs.expected_utility, rel=1e-12)
         kinds.add(tuple(a.on_car for a in mine.tasks))
     assert len(kinds) > 1  # the inputs span on-car-only and cloud plans
 
 
 def _policy(path=EXAMPLE_PROFILE) -> CarlinkPolicy:
-    return CarlinkPolicy([t.policy_task for t in load_onboard_tasks(path, [])])
+    return CarlinkPolicy(load_onboard_tasks(path, []))
 
 
 def test_policy_is_cautious_under_uncertainty_and_backlog():
@@ -77,7 +77,7 @@ def test_policy_is_cautious_under_uncertainty_and_backlog():
     # Nothing to count on: everything on-car, and its expected utility is the on-car floor.
     dead = policy.decide(PlanInputs(np.zeros(5), 30.0))
     assert all(a.on_car for a in dead.tasks)
-    floor = sum(pt.task.weight * pt.task.on_car.utility for pt in policy.tasks)
+    floor = sum(t.weight * t.on_car.utility for t in policy.tasks)
     assert dead.expected_utility == pytest.approx(floor)
 
 
@@ -138,7 +138,7 @@ def test_config_rejects_unknown_estimates():
 def test_remembered_solves_do_not_change_decisions():
     """The policy keeps solved allocations across frames (the same samples and RTT recur): a policy
     that has seen many frames decides exactly as a fresh one on the same inputs."""
-    tasks = [t.policy_task for t in load_onboard_tasks(EXAMPLE_PROFILE, [])]
+    tasks = load_onboard_tasks(EXAMPLE_PROFILE, [])
     seasoned = CarlinkPolicy(tasks)
     rng = np.random.default_rng(11)
     inputs = [PlanInputs(rng.lognormal(0.0, 0.8, size=12) * float(rng.choice([5e5, 3e6, 2e7])),

@@ -96,7 +96,7 @@ def test_single_cloud_sends_the_full_frame_every_time(real_frames, nuwins):
     for task in profile.tasks:
         chosen = cols[task.name]
         assert chosen.resize is None  # the full frame: every task here has native options
-        assert chosen.runtime_p50 == max(o.runtime_p50 for o in task.options[1:] if o.resize is None
+        assert chosen.runtime_ms_p50 == max(o.runtime_ms_p50 for o in task.options[1:] if o.resize is None
                                          and o.model == chosen.model)
     for r in res.runs["single-cloud"].tasks:
         assert r.planned == cols[r.task].id

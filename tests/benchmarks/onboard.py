@@ -136,7 +136,7 @@ def plan_cost(decisions: int = 500) -> tuple[float, float, float]:
     from carlink.onboard.policy import CarlinkPolicy, PlanInputs
     from carlink.profile import EXAMPLE_PROFILE
 
-    policy = CarlinkPolicy([t.policy_task for t in load_onboard_tasks(EXAMPLE_PROFILE, [])])
+    policy = CarlinkPolicy(load_onboard_tasks(EXAMPLE_PROFILE, []))
     policy.prepare()
     rng = np.random.default_rng(0)
     times = []
