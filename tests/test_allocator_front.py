@@ -1,4 +1,5 @@
-"""The allocator front: edge cases, validation, headroom, switching penalty, JSON, CLI."""
+"""The allocator front: edge cases, validation, headroom, switching penalty, JSON. The command
+(`carlink allocate`) is tested in tests/test_onboard_allocate.py."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ import pytest
 from carlink.allocation import Allocation
 from carlink.allocator import Allocator, AllocatorConfig, Headroom, allocate, staircase, synthetic
 from carlink.allocator.utility import critical_bandwidth, upper_convex_hull
-from carlink.cli import main
 from carlink.tasks import Option, Task
 
 SOLVERS = ["mckp", "cvxpy", "pulp"]
@@ -162,26 +162,3 @@ def test_allocation_json_round_trip():
     assert d["unused_bps"] == pytest.approx(a.unused_bps) and d["solver"] == "mckp"
     with pytest.raises(ValueError, match="unknown keys"):
         Allocation.from_dict({**d, "bogus": 1})
-
-
-def test_cli_allocate_json_and_table(capsys):
-    assert main(["allocate", "--bandwidth", "10", "--rtt", "30", "--json", "--solver", "mckp"]) == 0
-    out = json.loads(capsys.readouterr().out)
-    assert len(out["tasks"]) == 5 and out["bandwidth_bps"] == 10e6
-    assert out["used_bps"] <= 10e6
-    assert main(["allocate", "--bandwidth", "0", "--rtt", "30"]) == 0
-    table = capsys.readouterr().out
-    assert "FRONT_LEFT" in table and "on-car" in table and "expected utility" in table
-
-
-def test_cli_errors(capsys, tmp_path):
-    assert main(["allocate", "--bandwidth", "10", "--rtt", "30", "--profile", str(tmp_path / "none.json")]) == 2
-    assert "cannot read profile" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        main(["allocate", "--bandwidth", "-3", "--rtt", "30"])
-    assert "--bandwidth: expected a finite number >= 0, got -3" in capsys.readouterr().err
-    for flag, value, expected in (("--deadline", "0", "a finite number > 0"), ("--headroom", "1.5", "a number from 0 to 1")):
-        with pytest.raises(SystemExit) as exit_info:
-            main(["allocate", "--bandwidth", "10", "--rtt", "30", flag, value])
-        assert exit_info.value.code == 2
-        assert f"{flag}: expected {expected}, got {value}" in capsys.readouterr().err
