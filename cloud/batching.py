@@ -51,6 +51,10 @@ class _Job:
     future: Future = field(default_factory=Future)
 
 
+def _forget_image(job: _Job) -> None:
+    job.image = None  # type: ignore[assignment]
+
+
 class RuntimeStats:
     """Recent model-call durations, for the p50/p99 that ListModels reports."""
 
@@ -118,6 +122,9 @@ class ModelRunner:
     def submit(self, image: np.ndarray, deadline: float | None) -> Future:
         """Queue one image; the future gives a JobResult or raises DeadlineExpired/RunnerClosed."""
         job = _Job(image, deadline, self._clock())
+        # A job cancelled while queued lets go of its image at once: the caller's pixel budget
+        # counts it free from then on.
+        job.future.add_done_callback(lambda f: f.cancelled() and _forget_image(job))
         if self._closed:
             job.future.set_exception(RunnerClosed(f"model {self.name} is shutting down"))
             return job.future
@@ -178,6 +185,7 @@ class ModelRunner:
                 continue
             if job.deadline is not None and now >= job.deadline:
                 late_ms = (now - job.deadline) * 1e3
+                _forget_image(job)
                 job.future.set_exception(DeadlineExpired(
                     f"deadline passed {late_ms:.1f} ms before model {self.name} could run it"))
                 self._dropped("deadline")
@@ -195,8 +203,11 @@ class ModelRunner:
         except Exception as exc:  # the model failed: every caller in the batch hears why
             log.exception("model %s failed on a batch of %d", self.name, len(jobs))
             for job in jobs:
+                _forget_image(job)
                 job.future.set_exception(exc)
             return
+        for job in jobs:
+            _forget_image(job)  # before the callers hear: they count the image's memory free then
         elapsed = self._clock() - start
         self.stats.add(elapsed)
         if self._on_call:

@@ -66,6 +66,11 @@ def _register_serve(sub) -> None:
                    help="longest a request waits for others to join its batch")
     q.add_argument("--max-payload-bytes", type=positive_int, default=16 * 1024 * 1024, help="largest image payload")
     q.add_argument("--max-pixels", type=positive_int, default=50_000_000, help="largest image (width*height), from its header")
+    q.add_argument("--max-pixels-in-flight", type=positive_int, default=100_000_000,
+                   help="decoded pixels all calls together may hold (3 bytes each); a call waits for room "
+                        "until its deadline (at most --budget-wait-ms), then hears RESOURCE_EXHAUSTED")
+    q.add_argument("--budget-wait-ms", type=non_negative_float, default=1000.0,
+                   help="longest a call waits for room in --max-pixels-in-flight")
     q.add_argument("--tasks", type=_csv, default=(), help="comma-separated accepted task names (default: any)")
     q.add_argument("--deadline-skew-ms", type=non_negative_float, default=0.0,
                    help="allowance for the car/server clock offset when checking deadline_unix_us")
@@ -120,7 +125,8 @@ def build_config(args: argparse.Namespace):
             backend=args.backend, models_dir=args.models_dir,
             weights=_parse_weights(args.weights), workers_per_model=args.workers_per_model,
             max_concurrency=args.max_concurrency, max_batch=args.max_batch, batch_wait_ms=args.batch_wait_ms,
-            max_payload_bytes=args.max_payload_bytes, max_pixels=args.max_pixels, tasks=args.tasks,
+            max_payload_bytes=args.max_payload_bytes, max_pixels=args.max_pixels,
+            max_pixels_in_flight=args.max_pixels_in_flight, budget_wait_ms=args.budget_wait_ms, tasks=args.tasks,
             deadline_skew_ms=args.deadline_skew_ms, grace_s=args.grace, drain_delay_s=args.drain_delay,
         )
     except ValidationError as exc:

@@ -45,6 +45,10 @@ class ServerConfig(StrictModel):
     max_payload_bytes: int = Field(16 * 1024 * 1024, ge=1024)
     max_pixels: int = Field(50_000_000, ge=1)
     max_side: int = Field(16384, ge=1)
+    # All concurrent requests together: decoded images never exceed 3 bytes x this (cloud/budget.py).
+    max_pixels_in_flight: int = Field(100_000_000, ge=1, description="decoded pixels held by all calls at once")
+    budget_wait_ms: float = Field(1000.0, ge=0.0, le=60_000.0,
+                                  description="longest a call waits for pixel budget (never past its deadline)")
     tasks: tuple[str, ...] = Field(default=(), description="accepted task names; empty: any well-formed name")
     # Time.
     deadline_skew_ms: float = Field(
@@ -60,6 +64,13 @@ class ServerConfig(StrictModel):
             if not TASK_NAME.match(t):
                 raise ValueError(f"task name {t!r} must match {TASK_NAME.pattern}")
         return tasks
+
+    @model_validator(mode="after")
+    def _budget(self) -> "ServerConfig":
+        if self.max_pixels > self.max_pixels_in_flight:
+            raise ValueError(f"--max-pixels {self.max_pixels} exceeds --max-pixels-in-flight {self.max_pixels_in_flight}: "
+                             "an image of the largest size allowed could never be decoded")
+        return self
 
     @model_validator(mode="after")
     def _security(self) -> "ServerConfig":

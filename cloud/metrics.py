@@ -38,6 +38,8 @@ class ServerMetrics:
         self.drops = Counter("carlink_cloud_drops", "requests dropped without running the model, by reason",
                              ["model", "reason"], registry=r)
         self.in_flight = Gauge("carlink_cloud_in_flight", "Infer calls in progress", registry=r)
+        self.pixels_in_flight = Gauge("carlink_cloud_decoded_pixels_in_flight",
+                                      "decoded pixels held by calls now (bounded by --max-pixels-in-flight)", registry=r)
         # Refused before any handler ran: authentication (method is one this server serves).
         self.refused = Counter("carlink_cloud_refused_calls",
                                "calls refused by authentication, by method, status code and reason",

@@ -1,12 +1,14 @@
 """The gRPC inference server: the carlink.v1.Inference servicer and its lifecycle.
 
 Status codes of Infer:
-  INVALID_ARGUMENT    empty/ill-formed task, bad encoding, undecodable/truncated image, image over
-                      the payload or pixel limits (checked from the header, before decoding)
+  INVALID_ARGUMENT    empty/ill-formed task, bad encoding, undecodable/truncated image, a JPEG whose
+                      entropy data is corrupt (libjpeg's warnings are errors), image over the
+                      payload or pixel limits (checked from the header, before decoding)
   NOT_FOUND           unknown model, or a task not in the server's --tasks list
   DEADLINE_EXCEEDED   the request's deadline (deadline_unix_us, or the gRPC call deadline,
                       whichever is earlier) passed before the model ran; the model never runs
-  RESOURCE_EXHAUSTED  more than max_concurrency Infer calls in progress
+  RESOURCE_EXHAUSTED  more than max_concurrency Infer calls in progress, or no room for the image
+                      in the decoded-pixel budget of all calls (max_pixels_in_flight) in time
   UNAVAILABLE         the model runner has shut down (the server is stopping)
   UNAUTHENTICATED     missing or wrong bearer token (security.BearerTokenInterceptor)
   INTERNAL            the model raised
@@ -36,6 +38,7 @@ from carlink.wire import detections_to_proto, unix_us
 from carlink.zoo.base import Detector
 
 from .batching import DeadlineExpired, JobResult, ModelRunner, RunnerClosed
+from .budget import PixelBudget
 from .config import ServerConfig
 from .decode import BadImage, DecodeLimits, PayloadTooLarge, check_header, decode
 from .metrics import ServerMetrics
@@ -48,6 +51,8 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Inference"].full_name
 _PLACEHOLDER = np.zeros((1, 1, 3), dtype=np.uint8)
 # gRPC reports "no deadline" as a deadline centuries away; anything beyond a day is none.
 _NO_DEADLINE_S = 86400.0
+# Room for the request's other fields above the payload limit in gRPC's message size limit.
+_MESSAGE_OVERHEAD = 64 * 1024
 
 
 class ServerSetupError(RuntimeError):
@@ -118,6 +123,7 @@ class InferenceServicer(pb_grpc.InferenceServicer):
         self._wall = wall_clock
         self._mono = mono_clock
         self._slots = threading.BoundedSemaphore(config.max_concurrency)
+        self.pixel_budget = PixelBudget(config.max_pixels_in_flight)
 
     # -- RPCs -----------------------------------------------------------------------------------
 
@@ -144,6 +150,26 @@ class InferenceServicer(pb_grpc.InferenceServicer):
             context.abort(outcome.code, outcome.message)
         return outcome.response
 
+    def InferStream(self, requests, context: grpc.ServicerContext) -> pb.InferResponse:
+        """Infer as the server registers it: a request stream of one message (the same bytes on the
+        wire as a unary call). A message that gRPC refused for its size never reaches a unary
+        handler; here it shows as no message, and is counted and logged like any other refusal."""
+        try:
+            request = next(requests, None)
+        except grpc.RpcError:  # the call ended before its message arrived
+            request = None
+        if request is None:
+            # gRPC refused the message (RESOURCE_EXHAUSTED to the client), or the client gave up
+            # while sending it: from here the two look the same.
+            code = grpc.StatusCode.RESOURCE_EXHAUSTED
+            cap = self.config.max_payload_bytes + _MESSAGE_OVERHEAD
+            self.metrics.requests.labels("other", code.name).inc()
+            self.metrics.drops.labels("other", "message_refused").inc()
+            event(log, logging.INFO, "infer", code=code.name,
+                  detail=f"no request message: over the message limit of {cap} bytes, or cancelled while sending")
+            context.abort(code, f"request message larger than the limit of {cap} bytes")
+        return self.Infer(request, context)
+
     def ListModels(self, request: pb.ListModelsRequest, context: grpc.ServicerContext) -> pb.ListModelsResponse:
         return pb.ListModelsResponse(models=[self._model_info(r) for r in self.runners.values()])
 
@@ -157,23 +183,21 @@ class InferenceServicer(pb_grpc.InferenceServicer):
         try:
             runner = self._runner_for(request)
             deadline = self._local_deadline(request, context, t0)
-            self._check_deadline(deadline, "before decoding")
+            self._check_deadline(runner, deadline, "before decoding")
             payload_size = (request.payload_size.width, request.payload_size.height) \
                 if request.HasField("payload_size") else None
-            t_dec = self._mono()
+            payload = request.payload  # upb copies the bytes on every access: once per call
             try:
-                if not runner.spec.needs_pixels:  # header and limit checks only
-                    header = check_header(request.payload, request.encoding, payload_size, self.limits)
-                    image, size = _PLACEHOLDER, (header.width, header.height)
-                else:
-                    image = decode(request.payload, request.encoding, payload_size, self.limits)
-                    size = (image.shape[1], image.shape[0])
+                header = check_header(payload, request.encoding, payload_size, self.limits)
             except (BadImage, PayloadTooLarge) as exc:
                 raise _Refusal(grpc.StatusCode.INVALID_ARGUMENT, f"payload: {exc}") from None
-            decode_s = self._mono() - t_dec
-            self.metrics.decode.labels(runner.name).observe(decode_s)
-            self._check_deadline(deadline, "after decoding")
-            result = self._run_model(runner, image, deadline, context)
+            size = (header.width, header.height)
+            if not runner.spec.needs_pixels:  # header and limit checks only
+                decode_s = 0.0
+                result = self._run_model(runner, _PLACEHOLDER, deadline, context)
+            else:
+                decode_s, result = self._decode_and_run(runner, payload, request.encoding, payload_size, header.pixels,
+                                                        deadline, context)
         except _Refusal as r:
             return _Outcome(r.code, str(r), None)
         w, h = size
@@ -189,6 +213,36 @@ class InferenceServicer(pb_grpc.InferenceServicer):
             server_time_unix_us=unix_us(self._wall()),
         )
         return _Outcome(grpc.StatusCode.OK, "", response)
+
+    def _decode_and_run(self, runner: ModelRunner, payload: bytes, encoding: int, payload_size, pixels: int,
+                        deadline: float | None, context: grpc.ServicerContext) -> tuple[float, JobResult]:
+        """Decode within the pixel budget, then run the model. The pixels go back to the budget
+        once neither this handler nor the model's worker holds the image any more."""
+        wait = self.config.budget_wait_ms / 1e3
+        if deadline is not None:
+            wait = min(wait, deadline - self._mono())
+        if not self.pixel_budget.acquire(pixels, wait):
+            self.metrics.drops.labels(runner.name, "pixel_budget").inc()
+            raise _Refusal(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                           f"server busy: decoded-pixel budget ({self.pixel_budget.limit} pixels for all calls) "
+                           f"has no room for {pixels} more within {max(wait, 0.0) * 1e3:.0f} ms")
+        self.metrics.pixels_in_flight.inc(pixels)
+        hold = _Holders(lambda: (self.pixel_budget.release(pixels), self.metrics.pixels_in_flight.dec(pixels)))
+        try:
+            t_dec = self._mono()
+            try:
+                image = decode(payload, encoding, payload_size, self.limits)
+            except (BadImage, PayloadTooLarge) as exc:
+                raise _Refusal(grpc.StatusCode.INVALID_ARGUMENT, f"payload: {exc}") from None
+            decode_s = self._mono() - t_dec
+            self.metrics.decode.labels(runner.name).observe(decode_s)
+            self._check_deadline(runner, deadline, "after decoding")
+            hold.add()  # the worker's hold, let go when the job is done
+            fut = self._submit(runner, image, context, deadline, on_done=hold.let_go)
+            del image  # from here only the worker holds it
+            return decode_s, self._result(runner, fut, deadline)
+        finally:
+            hold.let_go()
 
     def _runner_for(self, request: pb.InferRequest) -> ModelRunner:
         if not request.task:
@@ -214,17 +268,28 @@ class InferenceServicer(pb_grpc.InferenceServicer):
             candidates.append(t0 + call_remaining)
         return min(candidates) if candidates else None
 
-    def _check_deadline(self, deadline: float | None, when: str) -> None:
+    def _check_deadline(self, runner: ModelRunner, deadline: float | None, when: str) -> None:
         if deadline is not None:
             now = self._mono()
             if now >= deadline:
+                self.metrics.drops.labels(runner.name, "deadline").inc()  # a deadline drop, as README says
                 raise _Refusal(grpc.StatusCode.DEADLINE_EXCEEDED,
                                f"deadline passed {(now - deadline) * 1e3:.1f} ms ago ({when}); model not run")
 
     def _run_model(self, runner: ModelRunner, image, deadline: float | None,
                    context: grpc.ServicerContext) -> JobResult:
+        return self._result(runner, self._submit(runner, image, context, deadline), deadline)
+
+    def _submit(self, runner: ModelRunner, image, context: grpc.ServicerContext, deadline: float | None,
+                on_done: Callable[..., None] | None = None) -> futures.Future:
+        """Queue the image; ``on_done`` runs when the runner is done with it (answered, failed, cancelled)."""
         fut = runner.submit(image, deadline)
+        if on_done is not None:
+            fut.add_done_callback(on_done)
         context.add_callback(fut.cancel)  # a client that hangs up frees its place in the queue
+        return fut
+
+    def _result(self, runner: ModelRunner, fut: futures.Future, deadline: float | None) -> JobResult:
         timeout = None if deadline is None else max(0.0, deadline - self._mono())
         try:
             return fut.result(timeout=timeout)
@@ -256,6 +321,45 @@ class InferenceServicer(pb_grpc.InferenceServicer):
         if spec.input_size is not None:
             info.input_size.CopyFrom(pb.ImageSize(width=spec.input_size[0], height=spec.input_size[1]))
         return info
+
+
+def _add_inference_service(servicer: InferenceServicer, server: grpc.Server) -> None:
+    """carlink.v1.Inference as the generated code registers it, except that Infer is served as a
+    request stream (InferStream), so that messages refused for their size are counted."""
+    handlers = {
+        "Infer": grpc.stream_unary_rpc_method_handler(
+            servicer.InferStream, request_deserializer=pb.InferRequest.FromString,
+            response_serializer=pb.InferResponse.SerializeToString),
+        "ListModels": grpc.unary_unary_rpc_method_handler(
+            servicer.ListModels, request_deserializer=pb.ListModelsRequest.FromString,
+            response_serializer=pb.ListModelsResponse.SerializeToString),
+        "Ping": grpc.unary_unary_rpc_method_handler(
+            servicer.Ping, request_deserializer=pb.PingRequest.FromString,
+            response_serializer=pb.PingResponse.SerializeToString),
+    }
+    # Generic handlers only: with registered ones gRPC receives a message before Python sees the
+    # call, and fails one over the size limit out of sight.
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+
+
+class _Holders:
+    """Counts who still holds a decoded image; ``on_free`` runs once, when the last one lets go."""
+
+    def __init__(self, on_free: Callable[[], object]) -> None:
+        self._n = 1
+        self._on_free = on_free
+        self._lock = threading.Lock()
+
+    def add(self) -> None:
+        with self._lock:
+            self._n += 1
+
+    def let_go(self, *_args) -> None:
+        with self._lock:
+            self._n -= 1
+            free = self._n == 0
+        if free:
+            self._on_free()
 
 
 def _rescale(dets: list[Detection], w: int, h: int, original: pb.ImageSize | None) -> list[Detection]:
@@ -290,19 +394,21 @@ class InferenceServer:
                 raise ServerSetupError(f"--token-file {exc}") from None
             interceptors.append(BearerTokenInterceptor(token, on_refused=self._refused))
         # Threads beyond the concurrency limit, so excess calls reach the handler and hear
-        # RESOURCE_EXHAUSTED instead of waiting; gRPC itself sheds load far beyond that.
+        # RESOURCE_EXHAUSTED instead of waiting; gRPC itself refuses calls beyond the threads, so
+        # no call waits for a thread holding its payload (payload memory: threads x the limit).
         threads = config.max_concurrency + 8
-        message_cap = config.max_payload_bytes + 64 * 1024
+        message_cap = config.max_payload_bytes + _MESSAGE_OVERHEAD
         self._server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="grpc"),
             interceptors=interceptors,
             options=[("grpc.max_receive_message_length", message_cap),
                      ("grpc.max_send_message_length", 64 * 1024 * 1024),
                      # Without this a second server on the same port binds too and takes half the calls.
-                     ("grpc.so_reuseport", 0)],
-            maximum_concurrent_rpcs=threads * 4,
+                     ("grpc.so_reuseport", 0),
+                     ("grpc.http2.bdp_probe", 0)],
+            maximum_concurrent_rpcs=threads,
         )
-        pb_grpc.add_InferenceServicer_to_server(self.servicer, self._server)
+        _add_inference_service(self.servicer, self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),

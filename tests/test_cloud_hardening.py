@@ -72,6 +72,15 @@ class _Serve:
                 self.proc.kill()
 
 
+def _wait_until(pred, timeout: float = 10.0) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.02)
+    return False
+
+
 def _metrics(port: int) -> str:
     return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
 
@@ -190,3 +199,141 @@ def test_a_metrics_port_in_use_is_named(tmp_path):
         proc = _cli("--insecure", "--port", "0", "--metrics-port", str(port))
     assert proc.returncode == 2
     assert f"--metrics-port {port}: cannot listen on 127.0.0.1:{port}: Address already in use" in proc.stderr
+
+
+# -- bounded memory: the decoded-pixel budget ---------------------------------------------------
+
+def _budget_server_main(conn, settings: dict) -> None:
+    """Child process: a server whose model decodes pixels (a no-op that is not of the noop family)."""
+    from carlink.cloud.server import InferenceServer
+    from carlink.zoo.base import ModelSpec
+    from carlink.zoo.noop import NoopDetector
+
+    server = InferenceServer(ServerConfig(**settings),
+                             detectors={"decode": [NoopDetector(ModelSpec("decode", "test", None, (), batchable=True))]})
+    conn.send(server.start())
+    conn.recv()
+    server.stop(grace=1.0)
+
+
+def _vm_hwm_bytes(pid: int) -> int:
+    line = next(ln for ln in Path(f"/proc/{pid}/status").read_text().splitlines() if ln.startswith("VmHWM:"))
+    return int(line.split()[1]) * 1024
+
+
+def _smooth_jpeg(side: int) -> bytes:
+    import cv2
+    import numpy as np
+
+    coarse = np.random.default_rng(0).integers(0, 256, size=(8, 8, 3), dtype=np.uint8)
+    image = cv2.resize(coarse, (side, side), interpolation=cv2.INTER_LINEAR)
+    return cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 30])[1].tobytes()
+
+
+def test_decoded_pixels_in_flight_stay_within_the_budget(tmp_path):
+    """24 concurrent 4000x4000 JPEGs (48 MB each decoded, 1.15 GB together) against a budget of
+    one image: the server's peak RSS grows by at most the documented figure."""
+    import multiprocessing as mp
+    import threading
+
+    side, clients, budget = 4000, 24, 20_000_000
+    payload = _smooth_jpeg(side)
+    settings = dict(models=("decode",), port=0, insecure=True, max_pixels=budget, max_pixels_in_flight=budget,
+                    budget_wait_ms=200.0)
+    ctx = mp.get_context("spawn")
+    conn, child = ctx.Pipe()
+    proc = ctx.Process(target=_budget_server_main, args=(child, settings), daemon=True)
+    proc.start()
+    try:
+        port = conn.recv()
+        base = _vm_hwm_bytes(proc.pid)
+        codes: list[tuple[grpc.StatusCode, str]] = []
+        start = threading.Barrier(clients)
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = pb_grpc.InferenceStub(channel)
+
+            def call() -> None:
+                start.wait()
+                try:
+                    stub.Infer(pb.InferRequest(task="t", model="decode", encoding=pb.ENCODING_JPEG, payload=payload),
+                               timeout=120)
+                    codes.append((grpc.StatusCode.OK, ""))
+                except grpc.RpcError as exc:
+                    codes.append((exc.code(), exc.details()))
+
+            threads = [threading.Thread(target=call) for _ in range(clients)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        peak = _vm_hwm_bytes(proc.pid)
+    finally:
+        conn.close()
+        proc.join(30)
+    ok = sum(1 for c, _ in codes if c == grpc.StatusCode.OK)
+    refused = [d for c, d in codes if c == grpc.StatusCode.RESOURCE_EXHAUSTED]
+    assert ok >= 1 and len(refused) + ok == clients, codes
+    assert all("decoded-pixel budget" in d for d in refused)
+    # The figure of cloud/README.md: 3 bytes per budgeted pixel, plus two copies of each payload
+    # being received (here small), plus 64 MiB for the allocator's own slack.
+    figure = 3 * budget + 2 * (32 + 8) * len(payload) + 64 * 2**20
+    assert peak - base <= figure, f"peak grew by {(peak - base) / 2**20:.0f} MiB; figure {figure / 2**20:.0f} MiB"
+    # Without the budget one decoded image each would have been 24 x 48 MB.
+    assert peak - base < clients * side * side * 3 / 4
+
+
+# -- nothing silently wrong: a corrupt JPEG ---------------------------------------------------------
+
+def test_a_jpeg_with_corrupt_entropy_data_is_refused_not_half_decoded(waymo_frame_file):
+    import cv2
+    import numpy as np
+
+    from cloud_testkit import SleepDetector, front_jpeg, infer_request, stub_for
+
+    jpeg = bytearray(front_jpeg(waymo_frame_file))
+    for offset in (100_000, 200_000, 300_000):
+        jpeg[offset] ^= 0x5A  # inside the entropy-coded data; markers and EOI intact
+    corrupt = bytes(jpeg)
+    assert cv2.imdecode(np.frombuffer(corrupt, np.uint8), cv2.IMREAD_COLOR) is not None, "cv2 alone accepts it"
+    model = SleepDetector(0.0)
+    with running_server(models=("sleep",), detectors={"sleep": [model]}) as server, stub_for(server) as stub:
+        with pytest.raises(grpc.RpcError) as info:
+            stub.Infer(infer_request(corrupt, model="sleep"), timeout=10)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "corrupt JPEG" in info.value.details() and "Corrupt JPEG data" in info.value.details()
+        assert model.calls == 0, "the model never saw the half-decoded image"
+        # The intact image still decodes, to exactly cv2's pixels (same library, same settings).
+        reply = stub.Infer(infer_request(front_jpeg(waymo_frame_file), model="sleep"), timeout=10)
+        assert (reply.decoded_size.width, reply.decoded_size.height) == (1920, 1280)
+
+
+# -- metrics that count what happened -------------------------------------------------------------
+
+def test_requests_past_their_deadline_before_decoding_count_as_deadline_drops(waymo_frame_file):
+    from carlink.wire import unix_us
+
+    from cloud_testkit import SleepDetector, front_jpeg, infer_request, stub_for
+
+    with running_server(models=("sleep",), detectors={"sleep": [SleepDetector(0.0)]}) as server, \
+            stub_for(server) as stub:
+        late = infer_request(front_jpeg(waymo_frame_file), model="sleep", deadline_unix_us=unix_us() - 1_000_000)
+        with pytest.raises(grpc.RpcError) as info:
+            stub.Infer(late, timeout=10)
+        assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED and "before decoding" in info.value.details()
+        text = server.metrics.exposition().decode()
+    assert 'carlink_cloud_drops_total{model="sleep",reason="deadline"} 1.0' in text
+
+
+def test_messages_over_grpcs_size_limit_are_counted():
+    with running_server(models=("noop",), port=0, insecure=True, max_payload_bytes=100_000) as server:
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}", [("grpc.max_send_message_length", 64 << 20)]) as channel:
+            stub = pb_grpc.InferenceStub(channel)
+            with pytest.raises(grpc.RpcError) as info:
+                stub.Infer(pb.InferRequest(task="t", model="noop", encoding=pb.ENCODING_JPEG, payload=bytes(500_000)),
+                           timeout=10)
+            assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        # The handler counts it after gRPC has answered the client.
+        assert _wait_until(lambda: b"message_refused" in server.metrics.exposition())
+        text = server.metrics.exposition().decode()
+    assert 'carlink_cloud_drops_total{model="other",reason="message_refused"} 1.0' in text
+    assert 'carlink_cloud_requests_total{code="RESOURCE_EXHAUSTED",model="other"} 1.0' in text

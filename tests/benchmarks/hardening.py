@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import math
 import multiprocessing as mp
 import os
 import resource
@@ -70,25 +71,39 @@ def big_jpeg(side: int = BIG_SIDE) -> bytes:
     return cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 25])[1].tobytes()
 
 
-def server_peak_rss() -> dict:
+def raw_request(payload_bytes: int = 16 * 1024 * 1024 - 1024):
+    """The largest raw BGR image the default --max-payload-bytes lets through (about 5.6 MP)."""
+    from carlink.proto import inference_pb2 as pb
+
+    side = math.isqrt(payload_bytes // 3)
+    return pb.InferRequest(task="front_det", model="noop-decode", encoding=pb.ENCODING_RAW_BGR,
+                           payload=bytes(side * side * 3), payload_size=pb.ImageSize(width=side, height=side))
+
+
+def server_peak_rss(kind: str = "jpeg", clients: int = CLIENTS) -> dict:
+    """Peak RSS of a default server under ``clients`` concurrent calls of 7000x7000 JPEGs ("jpeg")
+    or of raw images as large as the payload limit allows ("raw": the payload bytes dominate)."""
     import grpc
 
     from carlink.proto import inference_pb2 as pb
     from carlink.proto import inference_pb2_grpc as pb_grpc
 
-    payload = big_jpeg()
+    if kind == "raw":
+        req = raw_request()
+    else:
+        req = pb.InferRequest(task="front_det", model="noop-decode", encoding=pb.ENCODING_JPEG, payload=big_jpeg())
+    payload = req.payload
     ctx = mp.get_context("spawn")
     conn, child = ctx.Pipe()
     proc = ctx.Process(target=_server_main, args=(child,), daemon=True)
     proc.start()
     port = conn.recv()
     base_kib = _vm_hwm_kib(proc.pid)
-    req = pb.InferRequest(task="front_det", model="noop-decode", encoding=pb.ENCODING_JPEG, payload=payload)
     codes: collections.Counter = collections.Counter()
     lock = threading.Lock()
     channel = grpc.insecure_channel(f"127.0.0.1:{port}", [("grpc.max_send_message_length", 64 << 20)])
     stub = pb_grpc.InferenceStub(channel)
-    start = threading.Barrier(CLIENTS)
+    start = threading.Barrier(clients)
 
     def client() -> None:
         start.wait()
@@ -101,7 +116,7 @@ def server_peak_rss() -> dict:
             codes[code] += 1
 
     t0 = time.perf_counter()
-    threads = [threading.Thread(target=client) for _ in range(CLIENTS)]
+    threads = [threading.Thread(target=client) for _ in range(clients)]
     for t in threads:
         t.start()
     for t in threads:
@@ -111,7 +126,8 @@ def server_peak_rss() -> dict:
     channel.close()
     conn.close()
     proc.join(30)
-    return {"payload_bytes": len(payload), "sent_mb": CLIENTS * len(payload) / 1e6, "base_mib": base_kib / 1024,
+    return {"kind": kind, "clients": clients, "payload_bytes": len(payload), "sent_mb": clients * len(payload) / 1e6,
+            "base_mib": base_kib / 1024,
             "peak_mib": peak_kib / 1024, "codes": dict(codes), "seconds": elapsed}
 
 
@@ -149,7 +165,8 @@ def trace_info_cost(path: Path, runs: int = 3) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", nargs="?", default="all", choices=("server", "trace", "all"))
+    parser.add_argument("what", nargs="?", default="all", choices=("server", "server-raw", "trace", "all"))
+    parser.add_argument("--clients", type=int, default=CLIENTS, help="concurrent calls (server cases)")
     parser.add_argument("--trace", type=Path, default=DEFAULT_TRACE, help="the 50 MB trace (made when missing)")
     args = parser.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -158,9 +175,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"trace info: {r['bytes'] / 1e6:.1f} MB, {r['lines']} lines: best of 3 {r['best_s']:.2f} s, "
               f"peak RSS {r['peak_mib']:.0f} MiB")
     if args.what in ("server", "all"):
-        r = server_peak_rss()
-        print(f"server: {CLIENTS} concurrent {BIG_SIDE}x{BIG_SIDE} JPEGs ({r['payload_bytes']} B each, "
+        r = server_peak_rss("jpeg", args.clients)
+        print(f"server: {r['clients']} concurrent {BIG_SIDE}x{BIG_SIDE} JPEGs ({r['payload_bytes']} B each, "
               f"{r['sent_mb']:.1f} MB in all): peak RSS {r['peak_mib']:.0f} MiB (after start {r['base_mib']:.0f} MiB), "
+              f"outcomes {r['codes']}, {r['seconds']:.1f} s")
+    if args.what in ("server-raw", "all"):
+        r = server_peak_rss("raw", args.clients)
+        print(f"server: {r['clients']} concurrent raw images at the payload limit ({r['payload_bytes']} B each, "
+              f"{r['sent_mb']:.0f} MB in all): peak RSS {r['peak_mib']:.0f} MiB (after start {r['base_mib']:.0f} MiB), "
               f"outcomes {r['codes']}, {r['seconds']:.1f} s")
     return 0
 
