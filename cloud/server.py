@@ -404,8 +404,7 @@ class InferenceServer:
             options=[("grpc.max_receive_message_length", message_cap),
                      ("grpc.max_send_message_length", 64 * 1024 * 1024),
                      # Without this a second server on the same port binds too and takes half the calls.
-                     ("grpc.so_reuseport", 0),
-                     ("grpc.http2.bdp_probe", 0)],
+                     ("grpc.so_reuseport", 0)],
             maximum_concurrent_rpcs=threads,
         )
         _add_inference_service(self.servicer, self._server)
