@@ -9,6 +9,8 @@ printed with them):
    measured serially (OpenCV's default threads, as `carlink profile run` does, and one thread),
    then with 1 and 2 Ray workers on a Ray started once beforehand (its start-up is reported on its
    own: a `--workers N` run pays it once). The profiles must agree in everything but runtimes.
+   The same units are also timed inside the workers (CPU seconds per worker, and the share of a
+   core each got): on a machine other work keeps busy, wall time hides how evenly work splits.
 2. **sweep**: `carlink replay sweep`'s grid (--cars cars of five real sequences at 10 Hz, each a
    replay x two LTE traces x two scales x eight offsets, every policy; per-frame utilities from a
    SYNTHETIC test profile: the replays' cost is real, their utilities are not), serially and on 1
@@ -53,6 +55,42 @@ CPUS_PER_NODE = 16
 class Noop:
     def run(self, unit: int) -> int:
         return unit
+
+
+class TimedProfileWorker:
+    """The profile's worker, also reporting the unit's wall and CPU time in its process."""
+
+    def __init__(self, config) -> None:
+        from carlink.replay.profiling.on_ray import ProfileWorker
+
+        self.worker = ProfileWorker(config)
+
+    def run(self, unit):
+        t, c = time.perf_counter(), time.process_time()
+        self.worker.run(unit)
+        return os.getpid(), time.perf_counter() - t, time.process_time() - c
+
+
+def cpu_split(config, workers: int) -> dict:
+    """The profile's units on ``workers`` workers: wall, and per worker the CPU seconds it used and
+    the wall seconds it was busy (their ratio is the share of a core it got)."""
+    from functools import partial
+
+    from carlink.replay.distributed import RayTarget, run_units
+    from carlink.replay.profiling import load_frames, select_tasks
+    from carlink.replay.profiling.on_ray import plan_units
+
+    frames = load_frames(config.scenes, config.max_frames)
+    tasks, _ = select_tasks(config.tasks, frames, config.classes(), config.empty_frames)
+    units, _ = plan_units(config, frames, tasks, {}, workers)
+    out, wall = _timed(lambda: run_units(units, partial(TimedProfileWorker, config), RayTarget(workers=workers),
+                                         progress_bar=False))
+    cpu: dict[int, float] = {}
+    busy: dict[int, float] = {}
+    for pid, w, c in out:
+        cpu[pid] = cpu.get(pid, 0.0) + c
+        busy[pid] = busy.get(pid, 0.0) + w
+    return {"wall": wall, "cpu": sorted(cpu.values()), "busy": sum(busy.values())}
 
 
 def _without_timing(doc):
@@ -208,6 +246,7 @@ def main() -> int:
             prof = profile_runs(config, [("serial", cv2.getNumThreads(), None), ("serial 1 thread", 1, None),
                                          ("ray 1 worker", None, RayTarget(workers=1)),
                                          ("ray 2 workers", None, RayTarget(workers=2))], Path(tmp))
+            split = {n: cpu_split(config, n) for n in (1, 2)}
             sweep = sweep_runs(sequences, args.cars, data, Path(tmp))
             noop_ms, worker_start = noop_overhead(args.noop)
             grid = grid_cost(scenes[0], args.grid_frames, Path(tmp))
@@ -229,7 +268,13 @@ def main() -> int:
     rows = {**prof["rows"], "ray 2 workers, Ray started for it": cold["rows"]["ray 2 workers"]}
     for name, (wall, _) in rows.items():
         print(f"{name:<34} {wall:8.1f} {ws / wall:9.2f} {ws1 / wall:18.2f}")
-    print(f"profiles identical apart from runtimes: {prof_same}\n")
+    print(f"profiles identical apart from runtimes: {prof_same}")
+    one, two = split[1], split[2]
+    cpu_speedup = sum(one["cpu"]) / max(two["cpu"])
+    print(f"CPU split (the same units, timed inside the workers): 1 worker {sum(one['cpu']):.1f} CPU-s; 2 workers "
+          f"{' + '.join(f'{c:.1f}' for c in two['cpu'])} CPU-s -> {cpu_speedup:.2f}x if each worker had a core of "
+          f"its own; share of a core each worker got while busy: {sum(one['cpu']) / one['busy']:.2f} (1 worker), "
+          f"{sum(two['cpu']) / two['busy']:.2f} (2 workers)\n")
 
     n = sweep["rows"]["serial"][1]
     print(f"sweep: {n} replays ({args.cars} cars of 5 real sequences at 10 Hz x {len(TRACES)} traces x 2 scales x "
@@ -268,6 +313,7 @@ def main() -> int:
           f"profile_speedup_2w_vs_1thread={ws1 / prof['rows']['ray 2 workers'][0]:.2f} "
           f"sweep_serial_s={ss:.1f} sweep_2w_s={sweep['rows']['ray 2 workers'][0]:.1f} "
           f"sweep_speedup_2w={ss / sweep['rows']['ray 2 workers'][0]:.2f} noop_unit_ms={noop_ms:.2f} "
+          f"profile_cpu_bound_speedup_2w={cpu_speedup:.2f} core_share_2w={sum(two['cpu']) / two['busy']:.2f} "
           f"profile_2w_cold_s={cold['rows']['ray 2 workers'][0]:.1f} ray_start_s={ray_start:.1f} identical={prof_same and sweep['same']} "
           f"cpu_ms_per_frame_option={c * 1000:.0f} waymo_cpu_hours={cpu_h:.0f} "
           f"waymo_hours_{NODES[-1]}x{CPUS_PER_NODE}cpu={projected[-1]:.1f} load={load_before:.1f}/{load_after:.1f}")
