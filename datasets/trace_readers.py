@@ -34,8 +34,10 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import os
 import re
+import warnings
 import zipfile
 from datetime import datetime
 from pathlib import Path
@@ -48,40 +50,60 @@ from carlink.datasets.errors import (
     TraceParseError,
     UnknownTraceFormatError,
 )
-from carlink.datasets.traces import RttSeries, Trace
+from carlink.datasets.traces import MAX_SPAN_MS, RttSeries, Trace
 
 TRACE_FORMATS = ("mahimahi", "nuwins", "nuwins-ping", "mbps-csv", "gnettrack-csv")
 _UNITS = {"bits/sec": 1.0, "kbits/sec": 1e3, "mbits/sec": 1e6, "gbits/sec": 1e9}
-_RATE_LINE = re.compile(r"^\s*([0-9.eE+-]+)\s*,\s*([KMG]?bits/sec)\s*$", re.IGNORECASE)
+_RATE_LINE = re.compile(r"^\s*([^,\s]+)\s*,\s*([KMG]?bits/sec)\s*$", re.IGNORECASE)
 _INT_LINE = re.compile(r"^\s*\d+\s*$")
 _NUWINS_FIRST = re.compile(r"^(#+|Run\s+\d+)$", re.IGNORECASE)
 ZIP_SEPARATOR = "::"
 
 
-def read_trace_text(path: str | os.PathLike[str]) -> tuple[str, str]:
-    """(text, display name) of a trace file, or of ``archive.zip::member``."""
+def read_trace_bytes(path: str | os.PathLike[str]) -> tuple[bytes, str]:
+    """(bytes, display name) of a trace file, or of ``archive.zip::member``."""
     spec = str(path)
     if ZIP_SEPARATOR in spec:
         archive, member = spec.split(ZIP_SEPARATOR, 1)
         try:
             with zipfile.ZipFile(archive) as zf:
-                data = zf.read(member)
+                return zf.read(member), spec
         except KeyError:
             raise TraceError(f"{archive}: no member {member!r} in the archive") from None
         except (zipfile.BadZipFile, OSError) as exc:
             raise TraceError(f"{archive}: cannot read zip archive: {exc}") from None
-    else:
-        p = Path(spec)
-        if p.suffix.lower() == ".zip":
-            with zipfile.ZipFile(p) as zf:
-                names = [n for n in zf.namelist() if n.endswith(".csv") and "__MACOSX" not in n]
-            raise TraceError(f"{p}: a zip archive holds several traces; name one as "
-                             f"'{p}{ZIP_SEPARATOR}MEMBER', e.g. {names[:3]}")
-        data = p.read_bytes()
+    p = Path(spec)
+    if p.suffix.lower() == ".zip":
+        with zipfile.ZipFile(p) as zf:
+            names = [n for n in zf.namelist() if n.endswith(".csv") and "__MACOSX" not in n]
+        raise TraceError(f"{p}: a zip archive holds several traces; name one as "
+                         f"'{p}{ZIP_SEPARATOR}MEMBER', e.g. {names[:3]}")
+    return p.read_bytes(), spec
+
+
+def _text(data: bytes, name: str) -> str:
     try:
-        return data.decode("utf-8-sig"), spec
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise UnknownTraceFormatError(f"{spec}: not a text trace file (byte {exc.start} is not UTF-8)") from None
+        raise UnknownTraceFormatError(f"{name}: not a text trace file (byte {exc.start} is not UTF-8)") from None
+
+
+def read_trace_text(path: str | os.PathLike[str]) -> tuple[str, str]:
+    """(text, display name) of a trace file, or of ``archive.zip::member``."""
+    data, name = read_trace_bytes(path)
+    return _text(data, name), name
+
+
+def _head(data: bytes, name: str, lines: int = 200) -> str:
+    """The first ``lines`` lines of a trace as text (what detect_trace_format looks at): its format
+    is told without decoding or splitting the whole file."""
+    end = 0
+    for _ in range(lines):
+        end = data.find(b"\n", end) + 1
+        if end == 0:
+            end = len(data)
+            break
+    return _text(data[:end], name)
 
 
 def detect_trace_format(text: str, name: str = "<text>") -> str:
@@ -121,38 +143,63 @@ def detect_trace_format(text: str, name: str = "<text>") -> str:
 
 def load_trace(path: str | os.PathLike[str], format: str = "auto", **options: object) -> Trace:
     """Read a trace file (or ``archive.zip::member``) of any supported format."""
-    text, name = read_trace_text(path)
+    data, name = read_trace_bytes(path)
     if format == "auto":
-        format = detect_trace_format(text, name)
+        format = detect_trace_format(_head(data, name), name)
     parser = _PARSERS.get(format)
     if parser is None:
         raise UnknownTraceFormatError(
             f"{name}: unknown trace format {format!r}; expected auto or one of {', '.join(TRACE_FORMATS)}")
-    return parser(text, name, **options)
+    try:
+        if format == "mahimahi":  # the large ones: parsed from the bytes, never split into strings
+            return parse_mahimahi_bytes(data, name, **options)
+        return parser(_text(data, name), name, **options)
+    except ValueError as exc:  # e.g. a rate trace longer than MAX_SPAN_MS, a run that is not there
+        raise TraceError(f"{name}: {exc}") from None
 
 
 # -- mahimahi -----------------------------------------------------------------------------------
 
 def parse_mahimahi(text: str, name: str) -> Trace:
-    try:
-        opps = np.array(text.split(), dtype=np.int64)
-    except ValueError:
+    return parse_mahimahi_bytes(text.encode("utf-8"), name)
+
+
+def parse_mahimahi_bytes(data: bytes, name: str) -> Trace:
+    """One integer millisecond per line, parsed in C (numpy) from the bytes: memory is the file
+    plus its int64 array, whatever the timestamps say. Timestamps must be non-negative,
+    non-decreasing and within MAX_SPAN_MS (a trace spanning more is a typo or a foreign file)."""
+    text = None  # decoded only to name the line of a problem
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy warns (and stops) at the first token that is no integer
+        try:
+            opps = np.fromstring(data, dtype=np.int64, sep=" ")
+        except (ValueError, DeprecationWarning):
+            opps = None
+    if opps is None:
+        text = _text(data, name)
         for i, line in enumerate(text.splitlines(), 1):
             if line.strip() and not _INT_LINE.match(line):
-                raise TraceParseError(name, i, f"expected an integer millisecond timestamp, found {line.strip()[:40]!r}") from None
-        raise
+                raise TraceParseError(name, i, f"expected an integer millisecond timestamp, found {line.strip()[:40]!r}")
+        raise TraceParseError(name, 1, "expected one integer millisecond timestamp per line")
     if not opps.size:
         raise TraceParseError(name, 1, "no timestamps in mahimahi trace")
-    back = np.flatnonzero(np.diff(opps) < 0)
+    huge = np.flatnonzero(opps > MAX_SPAN_MS)  # also numpy's saturated value for digits beyond int64
+    if huge.size:
+        text = _text(data, name)
+        line = _line_of_value(text, int(huge[0]))
+        raise TraceParseError(
+            name, line, f"timestamp {text.splitlines()[line - 1].strip()[:30]} ms is implausible: the trace "
+            f"would span more than the limit of {MAX_SPAN_MS // 86_400_000} days")
+    back = np.flatnonzero(opps[1:] < opps[:-1])
     if back.size:
-        line = _line_of_value(text, int(back[0]) + 1)
+        line = _line_of_value(_text(data, name), int(back[0]) + 1)
         raise NonMonotonicTimestampsError(
             name, line, f"timestamp {opps[back[0] + 1]} ms is earlier than the previous one "
             f"({opps[back[0]]} ms); mahimahi timestamps must be non-decreasing")
     if opps[0] < 0:
         raise TraceParseError(name, 1, f"negative timestamp {opps[0]} ms")
     if opps[-1] <= 0:
-        raise TraceParseError(name, _line_of_value(text, opps.size - 1),
+        raise TraceParseError(name, _line_of_value(_text(data, name), opps.size - 1),
                               "the last timestamp must be > 0 ms (it is the period of the trace)")
     return Trace(opps, int(opps[-1]), Path(name).name, f"mahimahi:{name}")
 
@@ -188,11 +235,25 @@ def _nuwins_runs(text: str, name: str) -> list[tuple[int, list[tuple[int, str]]]
     return runs
 
 
-def _floats(line: str, name: str, lineno: int) -> np.ndarray:
+def _floats(line: str, name: str, lineno: int, what: str = "value", non_negative: bool = True) -> np.ndarray:
+    """The comma-separated numbers of one line; NaN, infinities (and, for rates and RTTs, negative
+    numbers) are refused naming the line and the position, as a bad token is."""
     try:
-        return np.array([float(x) for x in line.split(",") if x.strip()], dtype=np.float64)
+        values = np.array([float(x) for x in line.split(",") if x.strip()], dtype=np.float64)
     except ValueError as exc:
         raise TraceParseError(name, lineno, f"expected comma-separated numbers: {exc}") from None
+    bad = ~np.isfinite(values) | ((values < 0) if non_negative else False)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        need = "a finite number >= 0" if non_negative else "a finite number"
+        raise TraceParseError(name, lineno, f"{what} {i + 1} is {values[i]}: each must be {need}")
+    return values
+
+
+def _check_rate(value: float, name: str, lineno: int, what: str) -> float:
+    if not math.isfinite(value) or value < 0:
+        raise TraceParseError(name, lineno, f"{what} is {value}: it must be a finite number >= 0")
+    return value
 
 
 def parse_nuwins(
@@ -216,7 +277,8 @@ def parse_nuwins(
             raise TraceParseError(name, header_line, f"run {number}: expected 4 data lines "
                                   f"(times A, values A, times B, values B), found {len(lines)}")
         (t_line, t_text), (v_line, v_text) = lines[offset], lines[offset + 1]
-        times, vals = _floats(t_text, name, t_line), _floats(v_text, name, v_line)
+        times = _floats(t_text, name, t_line, "time", non_negative=False)
+        vals = _floats(v_text, name, v_line, "throughput value")
         if times.size != vals.size:
             raise TraceParseError(name, v_line, f"run {number}: {vals.size} values for {times.size} times")
         back = np.flatnonzero(np.diff(times) <= 0)
@@ -236,7 +298,7 @@ def parse_nuwins(
 
 
 def parse_nuwins_ping(text: str, name: str, ping_interval_ms: int = 1000) -> Trace:
-    rtts = [_floats(line, name, lineno) for _, lines in _nuwins_runs(text, name) for lineno, line in lines]
+    rtts = [_floats(line, name, lineno, "RTT") for _, lines in _nuwins_runs(text, name) for lineno, line in lines]
     rtt = np.concatenate(rtts) if rtts else np.empty(0)
     if not rtt.size:
         raise TraceParseError(name, 1, "no RTT samples")
@@ -256,9 +318,10 @@ def parse_mbps_csv(text: str, name: str, interval_ms: int = 1000) -> Trace:
         if not m:
             raise TraceParseError(name, i, f"expected '<value>,<unit>bits/sec', found {line.strip()[:40]!r}")
         try:
-            rates.append(float(m[1]) * _UNITS[m[2].lower()])
+            value = float(m[1])
         except ValueError:
             raise TraceParseError(name, i, f"not a number: {m[1]!r}") from None
+        rates.append(_check_rate(value, name, i, "rate") * _UNITS[m[2].lower()])
     if not rates:
         raise TraceParseError(name, 1, "no samples")
     return Trace.from_rates(np.array(rates), interval_ms, Path(name).name, f"mbps-csv:{name}")
@@ -302,9 +365,10 @@ def _cell(value: str | None, name: str, line: int, column: str) -> float | None:
     if value is None or value.strip() in ("", "-"):
         return None
     try:
-        return float(value)
+        number = float(value)
     except ValueError:
         raise TraceParseError(name, line, f"column {column!r}: {value!r} is not a number") from None
+    return _check_rate(number, name, line, f"column {column!r}")
 
 
 _PARSERS = {

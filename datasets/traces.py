@@ -26,6 +26,9 @@ from carlink.network import MTU
 
 PACKET_BITS = MTU * 8  # every opportunity carries one MTU-sized packet
 _log = logging.getLogger(__name__)
+# No recorded drive spans more than this; beyond it a timestamp is a typo or a foreign file, and
+# whatever is sized by the span (the link emulator's loops, per-window arrays) would be huge.
+MAX_SPAN_MS = 31 * 86_400_000
 
 
 @dataclass(frozen=True, eq=False)
@@ -86,12 +89,15 @@ class Trace:
         period_ms = int(period_ms)
         if period_ms <= 0:
             raise ValueError(f"trace period must be positive, got {period_ms} ms")
+        if period_ms > MAX_SPAN_MS:
+            raise ValueError(f"trace period of {period_ms} ms ({period_ms / 86_400_000:.1f} days) exceeds the "
+                             f"limit of {MAX_SPAN_MS // 86_400_000} days: its timestamps are implausible")
         if opps.size:
             if opps[0] < 0:
                 raise ValueError(f"opportunities must be >= 0 ms, first is {opps[0]}")
             if opps[-1] > period_ms:
                 raise ValueError(f"opportunity at {opps[-1]} ms lies beyond the period of {period_ms} ms")
-            bad = np.flatnonzero(np.diff(opps) < 0)
+            bad = np.flatnonzero(opps[1:] < opps[:-1])  # a bool array: no int64 temporary
             if bad.size:
                 raise ValueError(f"opportunities must be sorted: entry {bad[0] + 1} ({opps[bad[0] + 1]} ms) "
                                  f"comes after {opps[bad[0]]} ms")
@@ -125,33 +131,58 @@ class Trace:
         """Average capacity over one period, bit/s."""
         return len(self) * PACKET_BITS / self.duration_s
 
-    def throughput_bps(self, window_ms: int = 1000) -> np.ndarray:
-        """Capacity per window of ``window_ms`` over one period, bit/s.
+    def _windows(self, window_ms: int) -> tuple[np.ndarray, np.ndarray, int]:
+        """The windows that hold opportunities, as (window indices ascending, opportunity counts),
+        and the number of windows.
 
-        Bins are [k w, (k+1) w); the last bin may be partial, and an opportunity exactly at the
-        period gets a bin of its own when the period is a multiple of the window (mahimahi's
-        convention: the file's last line is delivered before the trace loops).
+        Windows are [k w, (k+1) w); the last may be partial, and an opportunity exactly at the
+        period gets a window of its own when the period is a multiple of the window (mahimahi's
+        convention: the file's last line is delivered before the trace loops). Memory is in
+        proportion to the opportunities, not to the span.
         """
-        if window_ms <= 0:
-            raise ValueError(f"window must be positive, got {window_ms} ms")
         opps = self.opportunities_ms
         n = -(-self.period_ms // window_ms)
-        if opps.size:
-            n = max(n, int(opps[-1]) // window_ms + 1)
-        counts = np.bincount(opps // window_ms, minlength=n)
-        return counts * (PACKET_BITS * 1000.0 / window_ms)
+        if not opps.size:
+            return np.empty(0, np.int64), np.empty(0, np.int64), int(n)
+        if window_ms == self.period_ms:  # one window is the whole trace, its last line included
+            return np.zeros(1, np.int64), np.array([opps.size]), 1
+        n = max(n, int(opps[-1]) // window_ms + 1)
+        bins = opps // window_ms
+        # Sorted, so each window's opportunities are one run: where a run starts and how long it is.
+        starts = np.concatenate(([0], np.flatnonzero(bins[1:] != bins[:-1]) + 1))
+        return bins[starts], np.diff(np.append(starts, bins.size)), int(n)
+
+    def _window(self, window_ms: int) -> int:
+        """The window actually used: ``window_ms``, or the period when that is shorter: a trace no
+        longer than one window is one window, measured over its own length (so its max, p50... are
+        its mean, not a fraction of it)."""
+        if window_ms <= 0:
+            raise ValueError(f"window must be positive, got {window_ms} ms")
+        return min(window_ms, self.period_ms)
+
+    def throughput_bps(self, window_ms: int = 1000) -> np.ndarray:
+        """Capacity per window of ``window_ms`` over one period, bit/s (windows as in :meth:`_windows`)."""
+        window_ms = self._window(window_ms)
+        index, counts, n = self._windows(window_ms)
+        out = np.zeros(n, np.float64)
+        out[index] = counts * PACKET_BITS / (window_ms / 1000.0)
+        return out
 
     def stats(self, window_ms: int = 1000) -> TraceStats:
-        tput = self.throughput_bps(window_ms)
-        p5, p50, p95 = np.percentile(tput, [5, 50, 95]) if tput.size else (0.0, 0.0, 0.0)
+        """Summary over ``window_ms`` windows. Computed from the windows that hold opportunities
+        (the others are zeros), so a trace spanning days costs no more than its file."""
+        window_ms = self._window(window_ms)
+        index, counts, n = self._windows(window_ms)
+        rates = np.sort(counts * PACKET_BITS / (window_ms / 1000.0))  # as mean_bps: same rounding
+        p5, p50, p95 = (_percentile_with_zeros(rates, n, q) for q in (5, 50, 95))
         rtt_p50 = rtt_p95 = None
         if self.rtt is not None and len(self.rtt):
             rtt_p50, rtt_p95 = (float(v) for v in np.percentile(self.rtt.rtt_ms, [50, 95]))
         return TraceStats(
             duration_s=self.duration_s, packets=len(self), mean_bps=self.mean_bps,
-            p5_bps=float(p5), p50_bps=float(p50), p95_bps=float(p95),
-            max_bps=float(tput.max()) if tput.size else 0.0,
-            zero_share=float(np.mean(tput == 0)) if tput.size else 1.0, window_ms=window_ms,
+            p5_bps=p5, p50_bps=p50, p95_bps=p95,
+            max_bps=float(rates[-1]) if rates.size else 0.0,
+            zero_share=(n - rates.size) / n, window_ms=window_ms,
             rtt_samples=len(self.rtt) if self.rtt is not None else 0,
             rtt_p50_ms=rtt_p50, rtt_p95_ms=rtt_p95,
         )
@@ -273,6 +304,19 @@ class Trace:
         whole = np.floor(np.cumsum(packets) + 1e-9).astype(np.int64)
         counts = np.diff(whole, prepend=0)
         return cls(_spread(counts, interval_ms), len(rates) * interval_ms, name, source, rtt)
+
+
+def _percentile_with_zeros(nonzero_sorted: np.ndarray, n: int, q: float) -> float:
+    """np.percentile(values, q) (linear) of ``n`` values: the sorted ``nonzero_sorted`` and
+    ``n - len(nonzero_sorted)`` zeros before them, without building the array of n values."""
+    zeros = n - nonzero_sorted.size
+    pos = q / 100.0 * (n - 1)
+    lo, hi = math.floor(pos), math.ceil(pos)
+
+    def at(i: int) -> float:
+        return 0.0 if i < zeros else float(nonzero_sorted[i - zeros])
+
+    return at(lo) + (at(hi) - at(lo)) * (pos - lo)
 
 
 def _spread(counts: np.ndarray, interval_ms: int, chunk: int = 1 << 20) -> np.ndarray:
