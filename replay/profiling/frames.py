@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from carlink.datasets.errors import DatasetError
 from carlink.datasets.frames import Frame
 from carlink.datasets.scene import detect_scene_format, read_frames
 from carlink.replay.profiling.errors import ProfilerError
@@ -27,16 +28,21 @@ def load_frames(scenes: Sequence[str], max_frames: int | None = None) -> list[Fr
     out: list[FrameRef] = []
     seen: set[str] = set()
     for i, path in enumerate(scenes):
-        if not Path(path).is_file():
+        if not Path(path).exists():
             raise ProfilerError(f"scene file {path} does not exist")
-        for n, frame in enumerate(read_frames(path)):
-            if max_frames is not None and n >= max_frames:
-                break
-            fid = frame.stable_id
-            if fid in seen:
-                raise ProfilerError(f"{path}: frame {fid} appears twice among the scenes")
-            seen.add(fid)
-            out.append(FrameRef(fid, i, frame.context_name, frame))
+        if not Path(path).is_file():
+            raise ProfilerError(f"scene file {path} is not a file (for a folder, name its *.tfrecord files)")
+        try:
+            for n, frame in enumerate(read_frames(path)):
+                if max_frames is not None and n >= max_frames:
+                    break
+                fid = frame.stable_id
+                if fid in seen:
+                    raise ProfilerError(f"{path}: frame {fid} appears twice among the scenes")
+                seen.add(fid)
+                out.append(FrameRef(fid, i, frame.context_name, frame))
+        except DatasetError as exc:  # not a TFRecord, a corrupt record: named, not a traceback
+            raise ProfilerError(f"scene: {exc}") from None
     return out
 
 
