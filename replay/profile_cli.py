@@ -27,9 +27,11 @@ _RUN_EPILOG = """\
 Utility is AP@0.5 (replay/evaluation.py) of each model's detections on the decoded image
 (resize -> encode with the car's encoder -> decode with the cloud's decoder -> detect; boxes
 scaled back to the original pixels) against the frame's 2D camera labels, over the classes
-(vehicle, pedestrian, cyclist) any of the models detects: per frame, the mean of the AP of the
-classes the frame has labels of; over a set of frames, per class the AP of the pooled detections
-(as COCO pools images), then the mean over the classes with a label there. The OpenCV HOG
+(vehicle, pedestrian, cyclist) any of the models detects, or those --classes names (a class
+with a handful of labels has a noisy AP that would weigh as much as the others): per frame, the
+mean of the AP of the classes the frame has labels of; over a set of frames, per class the AP
+of the pooled detections (as COCO pools images), then the mean over the classes with a label
+there. The OpenCV HOG
 detectors find pedestrians only, so for them it is pedestrian AP.
 A task is one camera at one image size, served by the models given (a camera seen at several
 sizes gives one task per size, CAMERA@WxH; --tasks CAMERA@WxH keeps one, named CAMERA). Frames
@@ -128,6 +130,10 @@ def register_profile(sub: "argparse._SubParsersAction[argparse.ArgumentParser]")
     run.add_argument("--backend", default="auto",
                      help="zoo backend the models run on, e.g. opencv or torch for the Darknet family "
                           "(default: %(default)s, the model's own default)")
+    run.add_argument("--classes", metavar="LIST",
+                     help="classes the utility averages over, comma-separated, among those the models "
+                          "detect (vehicle, pedestrian, cyclist); default: all of them. Every detected "
+                          "class is measured and checkpointed, so --resume may change this")
     run.add_argument("--as-cameras", metavar="LIST",
                      help="write the one measured task under each of these cameras (measured once), "
                           "e.g. FRONT,FRONT_LEFT,FRONT_RIGHT,SIDE_LEFT,SIDE_RIGHT")
@@ -189,6 +195,7 @@ def _run(args: argparse.Namespace) -> int:
         RuntimeTable,
         checkpoint_path,
         parse_cameras,
+        parse_classes,
         parse_options,
         parse_tasks,
         run_profile,
@@ -207,7 +214,8 @@ def _run(args: argparse.Namespace) -> int:
             window_frames=args.window, empty_frames=EmptyFrameRule(args.empty_frames),
             max_frames=args.max_frames, description=args.description,
             as_cameras=parse_cameras(args.as_cameras) if args.as_cameras is not None else None,
-            backend=args.backend.strip().lower())
+            backend=args.backend.strip().lower(),
+            utility_classes=parse_classes(args.classes) if args.classes is not None else None)
         if args.runtime_backend and not args.runtime_table:
             raise ProfilerError("--runtime-backend needs --runtime-table")
         table = RuntimeTable.load(args.runtime_table, args.runtime_backend) if args.runtime_table else None

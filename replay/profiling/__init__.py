@@ -16,7 +16,7 @@ runtimes come from a table; measured runtimes differ from run to run).
 """
 
 from carlink.replay.profiling.checkpoint import ON_CAR_ID, Measurement, iter_measurements
-from carlink.replay.profiling.config import PROFILED_CLASSES, ProfileConfig, metric_name
+from carlink.replay.profiling.config import PROFILED_CLASSES, ProfileConfig, metric_name, parse_classes
 from carlink.replay.profiling.errors import ProfilerError, ProfilingStopped
 from carlink.replay.profiling.frames import FrameRef, load_frames
 from carlink.replay.profiling.measure import RunResult
@@ -29,6 +29,6 @@ __all__ = [
     "DEFAULT_OPTIONS", "ON_CAR_ID", "PROFILED_CLASSES", "FrameRef", "Measurement", "ProfileConfig",
     "ProfilerError", "ProfilingStopped", "RunResult", "RuntimeTable", "TaskKey", "Transport",
     "checkpoint_path", "command_line", "format_options", "iter_measurements", "load_frames",
-    "metric_name", "parse_cameras", "parse_options", "parse_tasks", "run_profile", "select_tasks",
+    "metric_name", "parse_cameras", "parse_classes", "parse_options", "parse_tasks", "run_profile", "select_tasks",
     "this_hardware",
 ]

@@ -1,6 +1,6 @@
 """Assembling the profile from the measurements: the typed :class:`carlink.profile.Profile`.
 
-Utility is AP@0.5 of the evaluated classes (:meth:`ProfileConfig.classes`). Per frame it is the
+Utility is AP@0.5 of the evaluated classes (:meth:`ProfileConfig.evaluated`). Per frame it is the
 frame's AP averaged over the classes that frame has labels of, ``None`` for a frame without such
 a label (``EmptyFrameRule.EXCLUDE``) or the TURBO convention when asked. The task's aggregate,
 and each window's, pools the matches of all its frames per class as COCO pools images and
@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from carlink import __version__ as carlink_version
+from carlink.detection import WaymoClass
 from carlink.profile import VERSION, FrameInfo, OnCarProfile, OptionProfile, Profile, Provenance, TaskProfile
 from carlink.replay.evaluation import EmptyFrameRule, set_ap
 from carlink.replay.profiling.checkpoint import ON_CAR_ID, Measurement
@@ -36,15 +37,16 @@ def _r(x: float, nd: int = 6) -> float:
     return float(round(x, nd))
 
 
-def _ap(ms: Sequence[Measurement], rule: EmptyFrameRule) -> float | None:
-    mean = set_ap([m.matches() for m in ms], rule).mean
+def _ap(ms: Sequence[Measurement], classes: Sequence[WaymoClass], rule: EmptyFrameRule) -> float | None:
+    mean = set_ap([m.matches(classes) for m in ms], rule).mean
     return None if mean is None else _r(mean)
 
 
-def _utilities(ms: list[Measurement], wins: list[tuple[int, int]], rule: EmptyFrameRule) -> dict:
-    return {"utility": _ap(ms, rule),
-            "utilities": [_ap([m], rule) for m in ms],
-            "window_utilities": [_ap(ms[a:b], rule) for a, b in wins]}
+def _utilities(ms: list[Measurement], wins: list[tuple[int, int]], classes: Sequence[WaymoClass],
+               rule: EmptyFrameRule) -> dict:
+    return {"utility": _ap(ms, classes, rule),
+            "utilities": [_ap([m], classes, rule) for m in ms],
+            "window_utilities": [_ap(ms[a:b], classes, rule) for a, b in wins]}
 
 
 def _runtime(ms: Sequence[Measurement], table: RuntimeTable | None, model: str, resize: str) -> tuple[float, float]:
@@ -57,7 +59,7 @@ def _runtime(ms: Sequence[Measurement], table: RuntimeTable | None, model: str, 
 
 def _task(config: ProfileConfig, tk: TaskKey, frames: Sequence[FrameRef], done: Done,
           table: RuntimeTable | None) -> TaskProfile:
-    rule = config.empty_frames
+    rule, classes = config.empty_frames, config.evaluated()
     tframes = [f for f in frames if tk.image_of(f.frame) is not None]
     wins = windows(tframes, config.window_frames)
 
@@ -67,7 +69,7 @@ def _task(config: ProfileConfig, tk: TaskKey, frames: Sequence[FrameRef], done: 
     on_car = series(ON_CAR_ID)
     p50, p99 = _runtime(on_car, table, config.onboard, "native")
     oc = OnCarProfile(id=ON_CAR_ID, model=config.onboard, runtime_ms_p50=p50, runtime_ms_p99=p99,
-                      **_utilities(on_car, wins, rule))
+                      **_utilities(on_car, wins, classes, rule))
     options = []
     for o in config.options():
         ms = series(o.id)
@@ -77,11 +79,11 @@ def _task(config: ProfileConfig, tk: TaskKey, frames: Sequence[FrameRef], done: 
             id=o.id, model=o.model, resize=o.target(*tk.size), resize_rule=o.resize.label, codec=o.codec.codec,
             jpeg_quality=o.codec.jpeg_quality, payload_bytes_mean=_r(float(payload.mean()), 1),
             payload_bytes_p95=_r(float(np.percentile(payload, 95)), 1), payloads=[int(p) for p in payload],
-            runtime_ms_p50=p50, runtime_ms_p99=p99, **_utilities(ms, wins, rule)))
+            runtime_ms_p50=p50, runtime_ms_p99=p99, **_utilities(ms, wins, classes, rule)))
     return TaskProfile(
         name=tk.name, camera=tk.camera.name, family=get_spec(config.models[0]).family,
-        classes=[c.label for c in config.classes()], deadline_ms=config.deadline_ms, weight=config.weight,
-        image_size=tk.size, frames=[FrameInfo(id=f.id, labels=m.n_labels) for f, m in zip(tframes, on_car)],
+        classes=[c.label for c in classes], deadline_ms=config.deadline_ms, weight=config.weight,
+        image_size=tk.size, frames=[FrameInfo(id=f.id, labels=m.n_labels(classes)) for f, m in zip(tframes, on_car)],
         windows=wins, on_car=oc, options=options)
 
 
@@ -113,8 +115,7 @@ def assemble(
     table: RuntimeTable | None,
 ) -> Profile:
     """The profile (version 2) from the measurements, in a fixed order."""
-    classes = config.classes()
-    metric = metric_name(classes)
+    metric = metric_name(config.evaluated())
     tasks = _as_cameras([_task(config, tk, frames, done, table) for tk in task_keys], config.as_cameras)
     measured_as = "" if config.as_cameras is None else (
         f" The task {task_keys[0].name} was measured once and is written as the cameras "

@@ -13,7 +13,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -57,9 +57,9 @@ class Measurement:
     def key(self) -> tuple[str, str, str]:
         return (self.frame, self.task, self.option)
 
-    @property
-    def n_labels(self) -> int:
-        return sum(c.n_labels for c in self.classes.values())
+    def n_labels(self, classes: Sequence[WaymoClass]) -> int:
+        """Labels of these classes in the frame."""
+        return sum(c.n_labels for k, c in self.classes.items() if WaymoClass[k.upper()] in classes)
 
     def to_json(self) -> str:
         d = {"frame": self.frame, "task": self.task, "option": self.option, "payload_bytes": self.payload_bytes,
@@ -80,11 +80,12 @@ class Measurement:
                    None if d["payload_bytes"] is None else int(d["payload_bytes"]),
                    float(d["runtime_ms"]), classes)
 
-    def matches(self) -> FrameMatches:
-        """The record as the metric pools it (:func:`carlink.replay.evaluation.set_ap`)."""
-        return FrameMatches({WaymoClass[k.upper()]: ClassMatches(np.array(c.scores, dtype=np.float64),
-                                                                 np.array(c.matched, dtype=bool), c.n_labels)
-                             for k, c in self.classes.items()})
+    def matches(self, classes: Sequence[WaymoClass]) -> FrameMatches:
+        """The record's matches of these classes, as the metric pools them
+        (:func:`carlink.replay.evaluation.set_ap`)."""
+        return FrameMatches({cls: ClassMatches(np.array(c.scores, dtype=np.float64), np.array(c.matched, dtype=bool),
+                                               c.n_labels)
+                             for cls in classes if (c := self.classes.get(cls.label)) is not None})
 
 
 class Checkpoint:

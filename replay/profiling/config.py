@@ -33,6 +33,9 @@ class ProfileConfig:
     description: str = ""
     as_cameras: tuple[str, ...] | None = None  # write the one measured task under these cameras
     backend: str = "auto"  # the zoo backend the models run on (darknet: opencv or torch)
+    # the classes utility averages over; None: every measured class. Not part of the fingerprint:
+    # the checkpoint holds the matches of every measured class, so it can be re-assembled.
+    utility_classes: tuple[WaymoClass, ...] | None = None
 
     def options(self) -> list[OptionSpec]:
         """Every cloud model with every transport; ``input`` needs a model with an input size."""
@@ -47,14 +50,26 @@ class ProfileConfig:
         return out
 
     def classes(self) -> tuple[WaymoClass, ...]:
-        """The classes utility is AP of: those any of the models detects (a cloud model that misses
-        a class the on-car model finds is worth less for it)."""
+        """The classes measured (matched and checkpointed): those any of the models detects (a
+        cloud model that misses a class the on-car model finds is worth less for it)."""
         detected = {c for m in (self.onboard, *self.models) for c in get_spec(m).classes}
         classes = tuple(c for c in PROFILED_CLASSES if c in detected)
         if not classes:
             raise ProfilerError(f"models {', '.join((self.onboard, *self.models))} detect none of "
                                 f"{', '.join(c.label for c in PROFILED_CLASSES)}: no utility to measure")
         return classes
+
+    def evaluated(self) -> tuple[WaymoClass, ...]:
+        """The classes utility is the mean AP of: ``utility_classes`` (a subset of the measured
+        ones, in measured order), else every measured class."""
+        measured = self.classes()
+        if self.utility_classes is None:
+            return measured
+        missing = [c.label for c in self.utility_classes if c not in measured]
+        if missing:
+            raise ProfilerError(f"--classes {', '.join(missing)}: no model of the profile detects it "
+                                f"(they detect {', '.join(c.label for c in measured)})")
+        return tuple(c for c in measured if c in self.utility_classes)
 
     def fingerprint(self) -> dict[str, Any]:
         """The JSON-able identity of the measurements (not of how they are summarised)."""
@@ -71,6 +86,21 @@ class ProfileConfig:
 
     def options_text(self) -> str:
         return format_options(self.transports)
+
+
+def parse_classes(text: str) -> tuple[WaymoClass, ...]:
+    """``--classes``: comma-separated class names (vehicle, pedestrian, cyclist), each once."""
+    names = [t.strip().lower() for t in text.split(",") if t.strip()]
+    known = [c.label for c in PROFILED_CLASSES]
+    for n in names:
+        if n not in known:
+            raise ProfilerError(f"--classes: unknown class {n!r}; known: {', '.join(known)}")
+    if not names:
+        raise ProfilerError("--classes names no class")
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ProfilerError(f"--classes names {dup[0]} twice")
+    return tuple(WaymoClass[n.upper()] for n in names)
 
 
 def metric_name(classes: tuple[WaymoClass, ...]) -> str:

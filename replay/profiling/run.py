@@ -33,6 +33,8 @@ def command_line(config: ProfileConfig, output: str, table: RuntimeTable | None,
              "--window", str(config.window_frames), "--empty-frames", config.empty_frames.value]
     if config.as_cameras is not None:
         parts += ["--as-cameras", ",".join(config.as_cameras)]
+    if config.utility_classes is not None:
+        parts += ["--classes", ",".join(c.label for c in config.evaluated())]
     if config.backend != "auto":
         parts += ["--backend", config.backend]
     if config.max_frames is not None:
@@ -75,7 +77,7 @@ def run_profile(
     frames = load_frames(config.scenes, config.max_frames)
     if not frames:
         raise ProfilerError("the scenes hold no frame")
-    task_keys, skipped = select_tasks(config.tasks, frames, config.classes(), config.empty_frames)
+    task_keys, skipped = select_tasks(config.tasks, frames, config.evaluated(), config.empty_frames)
     if config.as_cameras is not None and len(task_keys) != 1:
         raise ProfilerError(f"--as-cameras writes one measured task under several cameras, but "
                             f"{len(task_keys)} tasks were selected ({', '.join(t.name for t in task_keys)}); "
