@@ -19,7 +19,7 @@ printed with them):
    serialisation per unit, and the workers' start-up; and the profile's (1-worker wall - 1-thread
    serial wall) / units.
 4. **projection**: the default profile's grid (14 cloud Darknet variants x 4 transports + on-car) on
-   1 and 1 + --grid-frames frames with 2 workers gives the CPU cost per (frame, option); from it, the time to
+   1 and 1 + --grid-frames frames, timed inside 2 workers, gives the CPU cost per (frame, option); from it the time to
    profile 1,150 segments x 199 frames x 5 cameras on K nodes. A projection: Waymo's 1920x1280
    images cost more to encode and decode than these 640x640 frames, and no GPU runtime table exists
    here to project a GPU cluster from.
@@ -191,25 +191,22 @@ def noop_overhead(n: int) -> tuple[float, float]:
     return per_unit * 1000, few - 10 * per_unit
 
 
-def grid_cost(scene: Path, frames: int, tmp: Path) -> dict:
-    """CPU seconds per (frame, option) of the default profile's grid on 2 workers, from runs on 1 and
-    1 + ``frames`` frames (the workers' start-up and model loading cancel out)."""
-    from carlink.replay.distributed import RayTarget
+def grid_cost(scene: Path, frames: int) -> dict:
+    """CPU seconds per (frame, option) of the default profile's grid, timed inside 2 workers, from runs
+    on 1 and 1 + ``frames`` frames (model loading and the first frame's set-up cancel out). CPU time,
+    not wall: other work on this machine stretches wall time, not the work a node must do."""
     from carlink.replay.profile_cli import default_cloud_models
-    from carlink.replay.profiling import DEFAULT_OPTIONS, ProfileConfig, parse_options, run_profile
+    from carlink.replay.profiling import DEFAULT_OPTIONS, ProfileConfig, parse_options
 
-    walls = []
+    cpu = []
     for n in (1, 1 + frames):
         config = ProfileConfig(scenes=(str(scene),), models=default_cloud_models(ONBOARD), onboard=ONBOARD,
                                transports=parse_options(DEFAULT_OPTIONS), tasks=("FRONT",), max_frames=n,
                                backend="opencv")
-        _, wall = _timed(lambda: run_profile(config, tmp / f"grid{n}.json", progress_bar=False,
-                                             ray=RayTarget(workers=2)))
-        walls.append(wall)
+        cpu.append(sum(cpu_split(config, 2)["cpu"]))
     options = len(config.options())
-    per_frame = (walls[1] - walls[0]) / frames
-    return {"options": options, "frames": frames, "walls": walls,
-            "cpu_s_per_frame_option": per_frame * 2 / (options + 1)}
+    return {"options": options, "frames": frames, "cpu": cpu,
+            "cpu_s_per_frame_option": (cpu[1] - cpu[0]) / frames / (options + 1)}
 
 
 def main() -> int:
@@ -249,7 +246,7 @@ def main() -> int:
             split = {n: cpu_split(config, n) for n in (1, 2)}
             sweep = sweep_runs(sequences, args.cars, data, Path(tmp))
             noop_ms, worker_start = noop_overhead(args.noop)
-            grid = grid_cost(scenes[0], args.grid_frames, Path(tmp))
+            grid = grid_cost(scenes[0], args.grid_frames)
         finally:
             ray.shutdown()
     load_after = os.getloadavg()[0]
@@ -295,12 +292,13 @@ def main() -> int:
     images = WAYMO_SEGMENTS * WAYMO_FRAMES * WAYMO_CAMERAS
     per_image = c * (grid["options"] + 1)
     cpu_h = images * per_image / 3600
-    eff = min(1.0, (ws / prof["rows"]["ray 2 workers"][0]) / 2)
+    eff = min(1.0, cpu_speedup / 2)
     print(f"projection (a projection, not a measurement): default grid = {grid['options']} cloud options + on-car; "
-          f"1 and {1 + grid['frames']} frames on 2 workers took {grid['walls'][0]:.1f} and {grid['walls'][1]:.1f} s -> {c * 1000:.0f} CPU-ms per (frame, option), "
+          f"1 and {1 + grid['frames']} frames on 2 workers used {grid['cpu'][0]:.1f} and {grid['cpu'][1]:.1f} CPU-s -> {c * 1000:.0f} CPU-ms per (frame, option), "
           f"{per_image:.1f} CPU-s per image")
     print(f"Waymo v1 perception: {WAYMO_SEGMENTS} segments x {WAYMO_FRAMES} frames x {WAYMO_CAMERAS} cameras = "
-          f"{images:,} images -> {cpu_h:,.0f} CPU-hours; at the measured 2-worker efficiency {eff:.2f}:")
+          f"{images:,} images -> {cpu_h:,.0f} CPU-hours; on nodes of {CPUS_PER_NODE} CPUs, one worker per CPU, "
+          f"at the 2-worker CPU-split efficiency {eff:.2f}:")
     print(f"{'nodes':>6} {'CPUs':>6} {'wall hours':>11} {'wall days':>10}")
     projected = []
     for k in NODES:
