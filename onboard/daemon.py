@@ -41,8 +41,16 @@ log = logging.getLogger("carlink.onboard")
 STOP_BUDGET_S = 1.5  # of the 2 s SIGTERM promise, what the shutdown itself may take
 
 
-class StartupError(RuntimeError):
+class DaemonError(RuntimeError):
+    """The daemon failed; the message names the file and key (the CLI prints it, exit code 2)."""
+
+
+class StartupError(DaemonError):
     """The daemon cannot start: bad config, missing or corrupt profile, unknown model..."""
+
+
+class ResultsLostError(DaemonError):
+    """The daemon ran to its end, but the sink could not write every result."""
 
 
 @dataclass
@@ -325,7 +333,18 @@ class OnboardDaemon:
             self._stop_metrics()
             self._release_cpu_latency()
             log.info("stopped frames=%d emitted=%d", self.frames, self.pipeline.emitted)
+        self._check_results_written()
         return 0
+
+    def _check_results_written(self) -> None:
+        """ResultsLostError when the sink failed to write some results or to close: the run
+        ended, but not every result reached the sink, and the exit code must say so."""
+        pipeline = self.pipeline
+        close_error = getattr(pipeline.sink, "close_error", None)
+        if pipeline.sink_lost or close_error:
+            raise ResultsLostError(
+                f"{self.config_path}: sink.path {pipeline.cfg.sink.path}: {pipeline.sink_lost} of "
+                f"{pipeline.emitted} results could not be written ({pipeline.sink_failing or close_error})")
 
     def _keep_alive(self) -> None:
         """WATCHDOG=1 when due (systemd's WatchdogSec, and [daemon] watchdog on)."""
@@ -456,7 +475,8 @@ class OnboardDaemon:
     def _status_line(self, rep) -> str:
         c = self.pipeline.fuser.counters
         refused = self.pipeline.access.refused
-        return (("CLOUD REFUSED: on-car only; " if refused else "") +
+        sink = f"SINK FAILING: {self.pipeline.sink_lost} results lost; " if self.pipeline.sink_failing else ""
+        return (sink + ("CLOUD REFUSED: on-car only; " if refused else "") +
             f"{self.frames} frames; estimate {rep.estimate.bandwidth_bps / 1e6:.2f} Mbit/s, "
             f"rtt {rep.estimate.rtt_s * 1000:.0f} ms; cloud {c.cloud_used} on-car {c.onboard_used} "
             f"misses {c.deadline_misses}"

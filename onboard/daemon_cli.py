@@ -45,7 +45,7 @@ def register_run(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> 
 
 
 def _run(args: argparse.Namespace) -> int:
-    from carlink.onboard.daemon import OnboardDaemon, StartupError
+    from carlink.onboard.daemon import DaemonError, OnboardDaemon, StartupError
 
     if getattr(args, "log_json", False):
         from carlink.logs import configure_json_logging
@@ -58,11 +58,17 @@ def _run(args: argparse.Namespace) -> int:
         rc = daemon.run()
     except StartupError as exc:
         raise CommandError(str(exc)) from None
+    except DaemonError as exc:  # it ran and shut down; what it could not do is the exit code's
+        print(f"carlink: error: {exc}", file=sys.stderr)
+        rc = 2
     # Everything is flushed and closed; the interpreter's own teardown (torch, cvxpy, gRPC
     # modules) can take seconds on a loaded CPU, which would break the 2 s SIGTERM promise.
     logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except OSError:  # stdout was the sink and its reader is gone: already reported
+            pass
     os._exit(rc)
 
 

@@ -108,6 +108,8 @@ class OnboardPipeline:
         self.encoder = _make_encoder(cfg)
         self.fuser = Fuser()
         self._sink_lock = threading.Lock()
+        self.sink_failing: str | None = None  # the sink's last error while its writes fail
+        self.sink_lost = 0  # results no sink could write, across reloads
         # One across reloads: the refused state is the car's, whichever channel saw it.
         self.access = AccessMonitor(cfg.cloud.address, self._cloud_refused, self._cloud_access_changed)
         self.uplink = self._make_uplink(cfg)
@@ -311,8 +313,20 @@ class OnboardPipeline:
         try:
             with self._sink_lock:
                 self.sink.write(fr)
+        except OSError as exc:  # the disk is full, the pipe closed: counted, said once per change
+            m.sink_errors.inc()
+            self.sink_lost += 1
+            if not self.sink_failing:
+                log.error("%s; results are lost until it writes again (frame %d)", exc, fr.frame_id)
+            self.sink_failing = str(exc)
         except Exception:
+            m.sink_errors.inc()
+            self.sink_lost += 1
             log.exception("sink failed on frame %d", fr.frame_id)
+        else:
+            if self.sink_failing:
+                log.warning("sink writes again (frame %d)", fr.frame_id)
+                self.sink_failing = None
         self._emitted += 1
 
     @property

@@ -324,3 +324,21 @@ def test_a_refused_car_says_so_loudly_and_recovers_after_sighup(tmp_path, pki):
     assert "UNAUTHENTICATED" in refused[0]["event"] and "not-the-token" not in daemon.err_path.read_text()
     assert any(r["level"] == "warning" and f"token file {car_token} is readable by group and others" in r["event"]
                for r in logs)
+
+
+# -- a sink that fails ------------------------------------------------------------------------------
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (every write: No space left on device)")
+def test_a_failing_sink_is_reported_once_counted_and_ends_in_exit_code_2(tmp_path):
+    config = _synthetic_config(tmp_path, 'address = "127.0.0.1:1"\ninsecure = true\n', sink=Path("/dev/full"))
+    config.write_text(config.read_text().replace('rate_hz = 20\n', 'rate_hz = 50\nmax_frames = 20\n'))
+    proc = subprocess.run([sys.executable, "-m", "carlink.cli", "--log-level", "INFO", "onboard", "run", "--config",
+                           str(config), "--log-json"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    last = proc.stderr.rstrip().splitlines()[-1]
+    assert last == (f"carlink: error: {config}: sink.path /dev/full: 20 of 20 results could not be written "
+                    "(sink /dev/full: cannot write: No space left on device)"), proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    logs = [json.loads(line) for line in proc.stderr.splitlines() if line.startswith("{")]
+    errors = [r for r in logs if r["level"] == "error" and "cannot write" in r["event"]]
+    assert len(errors) == 1, "one error line when the sink starts failing, not one per frame"
