@@ -342,3 +342,52 @@ def test_a_failing_sink_is_reported_once_counted_and_ends_in_exit_code_2(tmp_pat
     logs = [json.loads(line) for line in proc.stderr.splitlines() if line.startswith("{")]
     errors = [r for r in logs if r["level"] == "error" and "cannot write" in r["event"]]
     assert len(errors) == 1, "one error line when the sink starts failing, not one per frame"
+
+
+# -- check-config checks what run would refuse, and warns of what would silently do nothing ----------
+
+def _check_config(config: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "carlink.cli", "onboard", "check-config", str(config)],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_check_config_warns_of_a_task_whose_camera_the_source_never_has(tmp_path, tf_example_files):
+    profile = write_profile(tmp_path / "p.json", cameras=("FRONT", "SIDE_LEFT"))
+    config = tmp_path / "c.toml"
+    config.write_text(f'[daemon]\nprofile = "{profile}"\ndevice = "cpu"\n'
+                      f'[source]\nkind = "tf-example"\npath = "{tf_example_files[0]}"\n'
+                      f'[cloud]\naddress = "127.0.0.1:1"\ninsecure = true\n')
+    proc = _check_config(config)
+    assert proc.returncode == 0, proc.stderr
+    assert (f"carlink: warning: {config}: task 'det_side_left' watches camera SIDE_LEFT, which source "
+            f"{tf_example_files[0]} does not have (it has FRONT); the task will never run") in proc.stderr
+    assert "det_front" not in proc.stderr
+
+
+@pytest.mark.parametrize("sink, problem", [
+    ("no_such_folder/out.jsonl", "sink.path: cannot write"),
+    (".", "sink.path: cannot write"),  # a folder
+])
+def test_check_config_refuses_a_sink_run_could_not_open(tmp_path, sink, problem):
+    config = _synthetic_config(tmp_path, 'address = "127.0.0.1:1"\ninsecure = true\n', sink=tmp_path / sink)
+    proc = _check_config(config)
+    assert proc.returncode == 2 and proc.stderr.startswith(f"carlink: error: {config}: {problem}"), proc.stderr
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_check_config_leaves_no_file_behind_for_a_sink_it_could_create(tmp_path):
+    config = _synthetic_config(tmp_path, 'address = "127.0.0.1:1"\ninsecure = true\n', sink=tmp_path / "new.jsonl")
+    proc = _check_config(config)
+    assert proc.returncode == 0, proc.stderr
+    assert not (tmp_path / "new.jsonl").exists()
+
+
+def test_check_config_refuses_cuda_on_a_machine_without_a_gpu(tmp_path):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    config = _synthetic_config(tmp_path, 'address = "127.0.0.1:1"\ninsecure = true\n')
+    config.write_text(config.read_text().replace('device = "cpu"', 'device = "cuda"'))
+    proc = _check_config(config)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith(f"carlink: error: {config}: daemon.device:") and "no CUDA GPU" in proc.stderr
