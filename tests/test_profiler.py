@@ -1,8 +1,11 @@
 """`carlink profile run/show` on real frames: payloads are the encoder's bytes, utilities are the
-metric's, the file round-trips and validates, and an interrupted run resumes to the same bytes.
+metric's (one class for HOG, the mean over the classes present for the Darknet detectors), the
+file round-trips and validates, an interrupted run resumes to the same bytes, one measured task is
+written under several cameras, runtime tables come in both layouts, and the shipped profiles are
+what they say.
 
-Kept quick: the cheap HOG variant on two 640x640 frames of the busy downtown TF-Example sequence
-and small resize targets.
+Kept quick: the cheap HOG variant and the smallest Darknet variants on two or three 640x640
+frames of the busy downtown TF-Example sequence.
 """
 
 from __future__ import annotations
@@ -31,13 +34,14 @@ from carlink.replay.profiling import (
     format_options,
     load_frames,
     parse_cameras,
+    parse_classes,
     parse_options,
     parse_tasks,
     run_profile,
     select_tasks,
 )
 from carlink.tasks import Option
-from carlink.zoo.registry import get_model
+from carlink.zoo.registry import get_model, list_specs
 
 MODEL = "hog-default-fast"
 BUSY = "segment-10023947602400723454_1120_000_1140_000_with_camera_labels.tfrecord"
@@ -301,28 +305,66 @@ def test_show_prints_staircases_and_plots(measured, tmp_path, capsys):
     assert main(["profile", "show", str(tmp_path / "missing.json")]) == 2
 
 
-def test_shipped_default_profile_is_real_and_says_where_it_came_from(data_dir):
+FIVE_CAMERAS = ["FRONT", "FRONT_LEFT", "FRONT_RIGHT", "SIDE_LEFT", "SIDE_RIGHT"]
+TURBO_TRANSPORTS = {("input", "jpeg", 50), ("input", "jpeg", 90), ("input", "png", None), ("native", "jpeg", 90)}
+
+
+def _shipped(path: Path, data_dir: Path, sequences: list[Path]):
+    """A shipped profile: the Darknet grid measured on exactly ``sequences``, five camera slots."""
     import hashlib
 
-    from carlink.profile import DEFAULT_PROFILE
-
-    profile = load_profile(DEFAULT_PROFILE)
+    profile = load_profile(path)
     prov = profile.provenance
     assert profile.version == 2 and prov.command.startswith("carlink profile run ")
-    assert prov.on_car_model == "hog-default-fast" and len(prov.cloud_models) >= 2
-    assert all(m.startswith("hog-") for m in prov.cloud_models) and "HOG" in profile.description
+    assert prov.on_car_model == "yolo-fastest-1.1-320x320"
+    assert set(prov.cloud_models) == {s.name for s in list_specs() if s.family == "darknet"} - {prov.on_car_model}
+    assert profile.metric == "AP50 (mean over vehicle, pedestrian present)"
+    assert [Path(src["path"]).name for src in prov.data] == [p.name for p in sequences]
     for src in prov.data:  # the very files of shared/data, by content
         local = data_dir / src["path"].split("shared/data/", 1)[1]
         assert hashlib.sha256(local.read_bytes()).hexdigest() == src["sha256"], src["path"]
-    assert sum(src["frames"] for src in prov.data) == 61
-    codecs = {(o.codec, o.jpeg_quality) for t in profile.tasks for o in t.options}
-    assert codecs == {("jpeg", 50), ("jpeg", 75), ("jpeg", 90), ("jpeg", 95), ("png", None)}
-    # one task per camera: FRONT from the 640x640 sequences, the others from the 5-camera frame
-    assert [(t.name, t.camera) for t in profile.tasks] == [
-        ("FRONT", "FRONT"), ("FRONT_LEFT", "FRONT_LEFT"), ("FRONT_RIGHT", "FRONT_RIGHT"), ("SIDE_RIGHT", "SIDE_RIGHT")]
+    assert sum(src["frames"] for src in prov.data) == 20 * len(sequences)
+    assert prov.runtime["hardware"]  # runtimes say what they were measured on
+    # one task measured once, written as the five cameras of a composed car
+    assert [(t.name, t.camera) for t in profile.tasks] == [(c, c) for c in FIVE_CAMERAS]
     front = profile.tasks[0]
-    assert front.image_size == (640, 640) and len(front.frames) == 60 and len({o.resize for o in front.options}) == 3
+    assert all(t.model_copy(update={"name": "FRONT", "camera": "FRONT"}) == front for t in profile.tasks)
+    assert front.image_size == (640, 640) and len(front.frames) == 20 * len(sequences)
+    assert front.classes == ["vehicle", "pedestrian"] and front.deadline_ms == 500
+    assert prov.runtime["kind"] == "table" and prov.runtime["path"] == "carlink/profiles/runtimes-cpu.csv"
+    assert 40 <= len(front.options) <= 60
+    assert {(o.resize_rule, o.codec, o.jpeg_quality) for o in front.options} == TURBO_TRANSPORTS
     assert profile.to_tasks()  # the allocator can use it
+    return profile
+
+
+def test_shipped_default_profile_is_real_and_says_where_it_came_from(data_dir, tf_example_files):
+    from carlink.profile import DEFAULT_PROFILE
+
+    profile = _shipped(DEFAULT_PROFILE, data_dir, tf_example_files[:15])
+    front = profile.tasks[0]
+    # a real staircase: the on-car model is the floor, larger cloud models at larger inputs climb
+    assert 0.05 < front.on_car.utility < 0.3
+    best = max(front.options, key=lambda o: o.utility)
+    assert best.utility > front.on_car.utility + 0.05 and best.model.endswith(("640x640", "960x640"))
+    by_id = {o.id: o for o in front.options}
+    for net in ("yolo-fastest-1.1-xl", "mobilenetv2-yolov3-nano"):
+        assert by_id[f"{net}-320x320-input-png"].utility < by_id[f"{net}-640x640-input-png"].utility
+        assert by_id[f"{net}-320x320-input-jpeg50"].payload_bytes_mean < by_id[f"{net}-640x640-input-jpeg50"].payload_bytes_mean
+    assert "evaluation.json" in profile.description and "deadline" in profile.description
+    # cyclist is left out: 3 labels in the 300 profiling frames, and the description says why
+    assert "3 cyclist labels" in profile.description
+
+
+def test_evaluation_profile_holds_the_other_sequences(data_dir, tf_example_files):
+    from carlink.profile import DEFAULT_PROFILE, EVALUATION_PROFILE
+
+    evaluation = _shipped(EVALUATION_PROFILE, data_dir, tf_example_files[15:])
+    assert "must not be used to plan" in evaluation.description
+    default = load_profile(DEFAULT_PROFILE)
+    # the same grid measured the same way, on frames the default profile never saw
+    assert [o.id for o in evaluation.tasks[0].options] == [o.id for o in default.tasks[0].options]
+    assert not {f.id for f in evaluation.tasks[0].frames} & {f.id for f in default.tasks[0].frames}
 
 
 # --- several classes, TURBO's grid, camera slots, bench tables ------------------------------------
@@ -432,3 +474,27 @@ def test_runtime_table_as_models_bench_writes_it(busy_scene, tmp_path):
 def test_measured_runtimes_name_the_hardware(measured):
     _, doc = measured
     assert doc["provenance"]["runtime"]["hardware"].endswith(" CPUs")
+
+
+def test_classes_are_chosen_when_assembling(busy_scene, tmp_path):
+    out = tmp_path / "p.json"
+    cfg = _config(busy_scene, models=(CLOUD_CNN,), onboard=ON_CAR_CNN, options="input:jpeg90", max_frames=1,
+                  backend="opencv")
+    every, first = run_profile(cfg, out, progress_bar=False, keep_checkpoint=True)
+    # every detected class is measured; --classes picks what utility averages over, no new run
+    vehicles, again = run_profile(ProfileConfig(**{**cfg.__dict__, "utility_classes": (WaymoClass.VEHICLE,)}),
+                                  out, resume=True, progress_bar=False)
+    assert (first.measured, again.measured, again.reused) == (2, 0, 2)
+    assert every.metric.startswith("AP50 (mean over") and vehicles.metric == "AP50 (vehicle)"
+    [fr] = list(read_frames(busy_scene))[:1]
+    labels = [Label(lab.box, lab.type) for lab in fr.labels[1]]
+    dets = get_model(ON_CAR_CNN, backend="opencv").detect(fr.image(1).decode())
+    assert vehicles.tasks[0].on_car.utilities == [round(frame_ap(labels, dets, (WaymoClass.VEHICLE,)).mean, 6)]
+    assert vehicles.tasks[0].classes == ["vehicle"] and "--classes vehicle" in vehicles.provenance.command
+    assert vehicles.tasks[0].frames[0].labels == sum(1 for lab in fr.labels[1] if lab.type == WaymoClass.VEHICLE)
+    assert parse_classes("Vehicle, pedestrian") == (WaymoClass.VEHICLE, WaymoClass.PEDESTRIAN)
+    for bad, words in [("sign", "unknown class 'sign'"), ("vehicle,vehicle", "vehicle twice"), (",", "no class")]:
+        with pytest.raises(ProfilerError, match=words):
+            parse_classes(bad)
+    with pytest.raises(ProfilerError, match="--classes vehicle: no model of the profile detects it"):
+        _config(busy_scene, utility_classes=(WaymoClass.VEHICLE,)).evaluated()  # HOG: pedestrians only
