@@ -2,7 +2,7 @@
 
 Schema, version 2 (every key is checked; unknown keys are errors so that typos do not pass).
 Version 1 files (the same without the keys marked *v2*) are still read. ``carlink profile run``
-(replay/profiler.py) writes version 2::
+(replay/profiling/) writes version 2, through this model (:meth:`Profile.save`)::
 
     {
       "schema": "carlink.profile",
