@@ -85,6 +85,29 @@ def bootstrap_gain_pp(policy: Sequence[PolicyTotals], base: Sequence[PolicyTotal
     return float(low), float(high)
 
 
+def bootstrap_difference_pp(a: Sequence[PolicyTotals], b: Sequence[PolicyTotals], draws: int = BOOTSTRAP_DRAWS,
+                            seed: int = BOOTSTRAP_SEED) -> tuple[float | None, float | None, float | None]:
+    """Policy a's pooled mean minus policy b's (pp) over the same replays, and its 95 % interval
+    from drawing replays with replacement (paired: both policies ran on each replay)."""
+    n = len(a)
+    if n == 0 or n != len(b):
+        return None, None, None
+    an = np.array([t.weighted_utility for t in a])
+    ad = np.array([t.weight for t in a])
+    bn = np.array([t.weighted_utility for t in b])
+    bd = np.array([t.weight for t in b])
+    if ad.sum() <= 0 or bd.sum() <= 0:
+        return None, None, None
+    point = 100.0 * (an.sum() / ad.sum() - bn.sum() / bd.sum())
+    idx = np.random.default_rng(seed).integers(0, n, size=(draws, n))
+    da, db = ad[idx].sum(axis=1), bd[idx].sum(axis=1)
+    ok = (da > 0) & (db > 0)
+    diffs = 100.0 * (an[idx].sum(axis=1)[ok] / da[ok] - bn[idx].sum(axis=1)[ok] / db[ok])
+    alpha = (1.0 - CONFIDENCE) / 2.0
+    low, high = np.quantile(diffs, [alpha, 1.0 - alpha])
+    return float(point), float(low), float(high)
+
+
 def summarize_group(results: Sequence[RunResult], policies: Sequence[str]) -> dict[str, PolicyRow]:
     base = [r.policies[BASELINE] for r in results]
     base_mean = _ratio(_sum(base, "weighted_utility"), _sum(base, "weight"))

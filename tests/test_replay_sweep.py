@@ -171,3 +171,18 @@ def test_grid_refuses_ambiguous_traces_and_scales(setup):
         _grid(setup, traces=(traces[0], traces[0]))
     with pytest.raises(SweepError, match="scales listed twice"):
         _grid(setup, scales=(1.0, 1.0))
+
+
+def test_paired_difference_interval():
+    from carlink.replay.sweep_stats import bootstrap_difference_pp
+
+    def tot(u: float) -> PolicyTotals:
+        return PolicyTotals(u * 10, 10.0, 10, 10, 0, 0, 0, 0, 0, 0, 0, 1)
+
+    base = [0.1, 0.5, 0.2, 0.4, 0.3, 0.3, 0.05, 0.55]
+    # Always 1 pp ahead on the same replays: the paired interval is tight although each policy's
+    # own interval is wide.
+    point, low, high = bootstrap_difference_pp([tot(u + 0.01) for u in base], [tot(u) for u in base])
+    assert point == pytest.approx(1.0) and low == pytest.approx(1.0) and high == pytest.approx(1.0)
+    point, low, high = bootstrap_difference_pp([tot(u) for u in base], [tot(u) for u in reversed(base)])
+    assert point == pytest.approx(0.0) and low < 0 < high
