@@ -87,13 +87,19 @@ def _round(x: Any, nd: int = 6) -> Any:
     return x
 
 
-def mean_utility(run: PolicyRun, weights: dict[str, float]) -> float | None:
+def weighted_utility(run: PolicyRun, weights: dict[str, float]) -> tuple[float, float]:
+    """Sum of weight x utility over the task-frames whose utility is defined, and their weight."""
     num = den = 0.0
     for r in run.tasks:
         if r.utility is not None:
             w = weights.get(r.task, 1.0)
             num += w * r.utility
             den += w
+    return num, den
+
+
+def mean_utility(run: PolicyRun, weights: dict[str, float]) -> float | None:
+    num, den = weighted_utility(run, weights)
     return num / den if den > 0 else None
 
 

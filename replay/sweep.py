@@ -25,7 +25,7 @@ from carlink.replay.compose import compose_playlist
 from carlink.replay.player import Playlist, load_playlist
 from carlink.replay.policies import POLICY_NAMES
 from carlink.replay.profile_view import ReplayProfile, load_replay_profile
-from carlink.replay.results import PolicyRun, ReplayResult
+from carlink.replay.results import PolicyRun, ReplayResult, weighted_utility
 from carlink.replay.runner import ESTIMATES, ReplayConfig, run_virtual
 
 UTILITY_MODES = ("truth", "profile", "measured")
@@ -104,12 +104,7 @@ class PolicyTotals:
 
     @classmethod
     def of(cls, run: PolicyRun, weights: dict[str, float]) -> "PolicyTotals":
-        num = den = 0.0
-        for r in run.tasks:
-            if r.utility is not None:
-                w = weights.get(r.task, 1.0)
-                num += w * r.utility
-                den += w
+        num, den = weighted_utility(run, weights)
         return cls(
             weighted_utility=num, weight=den, task_frames=len(run.tasks),
             evaluated=sum(1 for r in run.tasks if r.utility is not None),

@@ -95,3 +95,15 @@ def truncated_copy(src: Path, dst: Path, records: int) -> Path:
 
     write_records(dst, islice(read_records(src), records))
     return dst
+
+
+def sweep_inputs(folder, tf_example_files, bandwidth_dir):
+    """A small sweep's inputs: three real sequences as one three-camera car, a per-frame truth
+    profile for their frames, and two real traces (mahimahi and a 1 s CSV)."""
+    from carlink.replay.sweep import TraceRef
+
+    files = tf_example_files[:3]
+    truth = per_frame_profile(folder / "truth.json", frame_ids(files), cameras=("FRONT", "FRONT_LEFT", "FRONT_RIGHT"))
+    traces = (TraceRef(str(bandwidth_dir / "mahimahi" / "TMobile-LTE-short.up")),
+              TraceRef(str(bandwidth_dir / "nyu_mets" / "Car_1.csv"), "mbps-csv"))
+    return files, truth, traces

@@ -13,19 +13,14 @@ from carlink.replay.sweep import Grid, PolicyTotals, RunSpec, SceneSet, SweepErr
 from carlink.replay.sweep_cli import run_sweep
 from carlink.replay.sweep_stats import bootstrap_gain_pp
 
-from replay_testkit import frame_ids, per_frame_profile
+from replay_testkit import sweep_inputs
 
 POLICIES = ("carlink", "turbo", "on-car", "oracle")
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory, tf_example_files, bandwidth_dir):
-    folder = tmp_path_factory.mktemp("sweep")
-    files = tf_example_files[:3]
-    truth = per_frame_profile(folder / "truth.json", frame_ids(files), cameras=("FRONT", "FRONT_LEFT", "FRONT_RIGHT"))
-    traces = (TraceRef(str(bandwidth_dir / "mahimahi" / "TMobile-LTE-short.up")),
-              TraceRef(str(bandwidth_dir / "nyu_mets" / "Car_1.csv"), "mbps-csv"))
-    return files, truth, traces
+    return sweep_inputs(tmp_path_factory.mktemp("sweep"), tf_example_files, bandwidth_dir)
 
 
 def _grid(setup, **kw) -> Grid:

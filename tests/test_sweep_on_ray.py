@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from carlink.cli import main
 from carlink.replay.distributed import RayTarget
-from carlink.replay.sweep import Grid, SceneSet, TraceRef
+from carlink.replay.sweep import Grid, SceneSet
 from carlink.replay.sweep_cli import run_sweep
 
 import pytest
 
 from ray_testkit import local_ray
-from replay_testkit import frame_ids, per_frame_profile
+from replay_testkit import sweep_inputs
 
 POLICIES = ("carlink", "turbo", "on-car", "oracle")
 
@@ -23,12 +23,7 @@ def ray():
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory, tf_example_files, bandwidth_dir):
-    folder = tmp_path_factory.mktemp("sweep")
-    files = tf_example_files[:3]
-    truth = per_frame_profile(folder / "truth.json", frame_ids(files), cameras=("FRONT", "FRONT_LEFT", "FRONT_RIGHT"))
-    traces = (TraceRef(str(bandwidth_dir / "mahimahi" / "TMobile-LTE-short.up")),
-              TraceRef(str(bandwidth_dir / "nyu_mets" / "Car_1.csv"), "mbps-csv"))
-    return files, truth, traces
+    return sweep_inputs(tmp_path_factory.mktemp("sweep"), tf_example_files, bandwidth_dir)
 
 
 def test_the_sweep_on_two_workers_is_the_serial_sweep(ray, setup) -> None:
