@@ -7,7 +7,7 @@ set only where it has at least one label), detections of that class are matched 
 labels of that class, highest score first, and AP is COCO's 101-point interpolated AP at a single
 IoU threshold of 0.5. It equals ``pycocotools.cocoeval.COCOeval`` with ``iouType='bbox'``,
 ``iouThrs=[0.5]``, ``areaRng=[[0, 1e10]]`` ('all'), no crowd labels and a ``maxDets`` at least as
-large as the number of detections per frame (checked in tests/test_evaluation_ap.py to 1e-6).
+large as the number of detections per frame (checked in tests/replay/test_evaluation_ap.py to 1e-6).
 The details that make it equal, taken from pycocotools:
 
 * IoU on ``[x, y, w, h]`` boxes with no +1 pixel term (``bbIou`` in maskApi.c): the intersection

@@ -22,7 +22,7 @@ Semantics (mahimahi's ``LinkQueue::rationalize`` in src/frontend/link_queue.cc, 
 Because service is FIFO, a packet's departure is fixed at its arrival: later arrivals only use
 what earlier ones leave. So the core computes each departure in O(1) (plus one binary search when
 the link was idle) from the tail of the queue, instead of stepping through every opportunity;
-tests/test_link_core.py checks it against a literal step-by-step transcription of ``rationalize``.
+tests/replay/test_link_core.py checks it against a literal step-by-step transcription of ``rationalize``.
 
 Where carlink deviates from mahimahi:
 

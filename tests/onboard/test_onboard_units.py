@@ -27,7 +27,7 @@ from carlink.onboard.uplink import UploadOutcome
 
 from onboard_testkit import make_config, write_profile
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "onboard" / "example.toml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "onboard" / "example.toml"
 
 
 # -- config and profile ----------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The Waymo subset proto uses the official field numbers (staleness: tests/test_proto_generated.py)."""
+"""The Waymo subset proto uses the official field numbers (staleness: tests/core/test_proto_generated.py)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The allocator front: edge cases, validation, headroom, switching penalty, JSON. The command
-(`carlink allocate`) is tested in tests/test_onboard_allocate.py."""
+(`carlink allocate`) is tested in tests/onboard/test_onboard_allocate.py."""
 
 from __future__ import annotations
 
