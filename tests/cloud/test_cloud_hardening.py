@@ -20,6 +20,7 @@ from carlink.proto import inference_pb2 as pb
 from carlink.proto import inference_pb2_grpc as pb_grpc
 
 from cloud_testkit import make_pki, running_server
+from onboard_testkit import wait_for
 
 TOKEN = "hardening-token-0123456789"
 
@@ -70,15 +71,6 @@ class _Serve:
         finally:
             if self.proc.poll() is None:
                 self.proc.kill()
-
-
-def _wait_until(pred, timeout: float = 10.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def _metrics(port: int) -> str:
@@ -333,7 +325,7 @@ def test_messages_over_grpcs_size_limit_are_counted():
                            timeout=10)
             assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         # The handler counts it after gRPC has answered the client.
-        assert _wait_until(lambda: b"message_refused" in server.metrics.exposition())
+        assert wait_for(lambda: b"message_refused" in server.metrics.exposition(), 10.0)
         text = server.metrics.exposition().decode()
     assert 'carlink_cloud_drops_total{model="other",reason="message_refused"} 1.0' in text
     assert 'carlink_cloud_requests_total{code="RESOURCE_EXHAUSTED",model="other"} 1.0' in text

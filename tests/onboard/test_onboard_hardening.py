@@ -122,7 +122,7 @@ class _Daemon:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         try:
-            return self.proc.wait(timeout=20)
+            return self.proc.wait(timeout=120)  # a drain on a busy machine: as long as start-up may take
         finally:
             if self.proc.poll() is None:
                 self.proc.kill()
