@@ -17,6 +17,7 @@ from typing import Callable, Sequence
 
 from carlink import __version__
 from carlink.extras import MissingExtraError
+from carlink.logs import configure_text_logging
 
 Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
@@ -56,10 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, args.log_level),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_text_logging(getattr(logging, args.log_level))
     func = getattr(args, "func", None)
     if func is None:
         # A command group given without its sub-command prints that group's help.

@@ -36,10 +36,34 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(obj, default=str, separators=(",", ":"))
 
 
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class StderrHandler(logging.StreamHandler):
+    """Writes to ``sys.stderr`` as it is when a record is emitted, not as it was when logging was
+    configured: a stderr replaced and closed since (a test's capture, a daemonizing wrapper) gets
+    no writes (as the standard library's last-resort handler does)."""
+
+    def __init__(self, level: int = logging.NOTSET) -> None:
+        logging.Handler.__init__(self, level)
+
+    @property
+    def stream(self) -> TextIO:  # type: ignore[override]
+        return sys.stderr
+
+
+def configure_text_logging(level: int) -> None:
+    """The commands' default: text lines on stderr from the root logger (a no-op where the root
+    logger already has handlers, as :func:`logging.basicConfig`)."""
+    handler = StderrHandler()
+    handler.setFormatter(logging.Formatter(TEXT_FORMAT))
+    logging.basicConfig(level=level, handlers=[handler])
+
+
 def configure_json_logging(logger_name: str = "", level: int | None = None, stream: TextIO | None = None) -> None:
     """Send ``logger_name``'s records (the root logger's by default) to ``stream`` (stderr) as
     JSON lines, and only there; ``level`` None keeps the logger's level."""
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler = logging.StreamHandler(stream) if stream is not None else StderrHandler()
     handler.setFormatter(JsonFormatter())
     logger = logging.getLogger(logger_name)
     logger.handlers[:] = [handler]

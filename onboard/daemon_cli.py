@@ -13,6 +13,7 @@ import os
 import sys
 
 from carlink.cli import CommandError
+from carlink.logs import configure_text_logging
 
 
 def register_run(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -75,6 +76,7 @@ def _run(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     from carlink.onboard.config import ConfigError, load_config
     from carlink.onboard.planning import ProfileError, load_onboard_tasks
+
     from carlink.zoo.registry import ZooError, check_model_files, get_spec
 
     try:
@@ -118,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     register_run(sub)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=getattr(logging, args.log_level), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_text_logging(getattr(logging, args.log_level))
     try:
         return int(args.func(args) or 0)
     except CommandError as exc:

@@ -129,7 +129,7 @@ def describe(groups: Sequence[Sequence[str | Path]], rate_hz: float | None, nati
             factor = rate_hz / src
             how = "compressed" if factor > 1 else "stretched"
             rate += (f" (recorded at {src:g} Hz: time {how} {max(factor, 1 / factor):g}x)"
-                     if abs(factor - 1) > 1e-9 else f" (as recorded)")
+                     if abs(factor - 1) > 1e-9 else " (as recorded)")
     else:
         rate = f"played at their own rate ({src:g} Hz)" if src else "played at their own time stamps"
     return f"{COMPOSED_LABEL}: {cars}, {rate}"

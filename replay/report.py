@@ -23,7 +23,7 @@ from carlink.replay.results import ReplayResult, format_table  # noqa: E402
 _PLANNERS = ("carlink", "turbo")
 
 
-def _save(fig, path: Path) -> Path:
+def save_figure(fig, path: Path) -> Path:
     """Write a figure as PNG and free it (pyplot keeps every open figure alive)."""
     fig.tight_layout()
     fig.savefig(path, dpi=90)
@@ -46,7 +46,7 @@ def plot_capacity(result: ReplayResult, path: Path) -> Path:
         ax.set_title(name)
         ax.legend(loc="upper right", fontsize="small")
     axes[-1, 0].set_xlabel("replay time (s)")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_options(result: ReplayResult, path: Path) -> Path:
@@ -67,7 +67,7 @@ def plot_options(result: ReplayResult, path: Path) -> Path:
         ax.set_yticklabels(list(rank), fontsize=6)
     axes[0, 0].legend(loc="upper right", fontsize="x-small", ncol=max(1, len(tasks)))
     axes[-1, 0].set_xlabel("replay time (s)")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_utility(result: ReplayResult, path: Path) -> Path:
@@ -78,7 +78,7 @@ def plot_utility(result: ReplayResult, path: Path) -> Path:
     for b, v in zip(bars, values):
         ax.annotate(f"{v:.3f}", (b.get_x() + b.get_width() / 2, v), ha="center", va="bottom", fontsize=8)
     ax.set_ylabel("mean utility (AP@0.5)")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def write_report(result: ReplayResult, out_dir: str | Path) -> Path:

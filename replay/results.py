@@ -77,13 +77,13 @@ class PolicySummary:
     probe_bytes: int = 0
 
 
-def _round(x: Any, nd: int = 6) -> Any:
+def round_floats(x: Any, nd: int = 6) -> Any:
     if isinstance(x, float):
         return None if not math.isfinite(x) else round(x, nd)
     if isinstance(x, dict):
-        return {k: _round(v, nd) for k, v in x.items()}
+        return {k: round_floats(v, nd) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [_round(v, nd) for v in x]
+        return [round_floats(v, nd) for v in x]
     return x
 
 
@@ -138,13 +138,13 @@ class ReplayResult:
     summary: dict[str, PolicySummary]
 
     def summary_dict(self) -> dict[str, Any]:
-        return _round({"inputs": self.inputs, "policies": {k: asdict(v) for k, v in self.summary.items()}})
+        return round_floats({"inputs": self.inputs, "policies": {k: asdict(v) for k, v in self.summary.items()}})
 
     def summary_json(self) -> str:
         return json.dumps(self.summary_dict(), indent=2, sort_keys=True, allow_nan=False) + "\n"
 
     def details_dict(self) -> dict[str, Any]:
-        return _round({
+        return round_floats({
             "inputs": self.inputs,
             "policies": {
                 name: {"frames": [asdict(f) for f in run.frames], "tasks": [asdict(t) for t in run.tasks],

@@ -67,13 +67,10 @@ class TraceRef:
 
 
 @dataclass(frozen=True)
-class RunSpec:
-    """One replay of the grid."""
+class ReplaySettings:
+    """What every replay of a sweep shares: the policies, the planning profile, where utilities come
+    from, the link estimates and the link itself."""
 
-    scenes: SceneSet
-    trace: TraceRef
-    scale: float
-    offset_s: float
     policies: tuple[str, ...]
     profile: str
     utilities: str = "profile"  # "truth" (per-frame values of ``truth``), "profile" or "measured"
@@ -83,6 +80,33 @@ class RunSpec:
     queue_bytes: int | None = None
     seed: int = 0
     max_frames: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.policies:
+            raise SweepError("the sweep's grid is empty: no policy given")
+        bad = [p for p in self.policies if p not in POLICY_NAMES]
+        if bad:
+            raise SweepError(f"unknown polic{'ies' if len(bad) > 1 else 'y'} {', '.join(bad)}; choose from "
+                             f"{', '.join(POLICY_NAMES)}")
+        if len(set(self.policies)) != len(self.policies):
+            raise SweepError(f"policies listed twice: {', '.join(self.policies)}")
+        if self.utilities not in UTILITY_MODES:
+            raise SweepError(f"utilities {self.utilities!r}: expected one of {', '.join(UTILITY_MODES)}")
+        if (self.utilities == "truth") != (self.truth is not None):
+            raise SweepError("a truth profile goes with utilities 'truth', and only with it")
+        if self.estimates not in ESTIMATES:
+            raise SweepError(f"estimates {self.estimates!r}: expected one of {', '.join(ESTIMATES)}")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One replay of the grid."""
+
+    scenes: SceneSet
+    trace: TraceRef
+    scale: float
+    offset_s: float
+    settings: ReplaySettings
 
 
 @dataclass(frozen=True)
@@ -144,7 +168,7 @@ def load_trace_ref(ref: TraceRef) -> Trace:
 
 
 @lru_cache(maxsize=8)
-def _profile(path: str) -> ReplayProfile:
+def cached_profile(path: str) -> ReplayProfile:
     return load_replay_profile(path)
 
 
@@ -155,10 +179,10 @@ def _utility_source(mode: str, path: str, scenes: SceneSet):
     from carlink.replay.frame_utility import MeasuredUtilities, ProfileUtilities, TruthUtilities
 
     if mode == "truth":
-        return TruthUtilities(_profile(path))
+        return TruthUtilities(cached_profile(path))
     if mode == "measured":
         return MeasuredUtilities()
-    return ProfileUtilities(_profile(path))
+    return ProfileUtilities(cached_profile(path))
 
 
 def replay_length_s(scenes: SceneSet, profile: ReplayProfile, max_frames: int | None = None) -> float:
@@ -167,19 +191,23 @@ def replay_length_s(scenes: SceneSet, profile: ReplayProfile, max_frames: int | 
     return frames[-1].t + max(t.deadline_ms for t in profile.tasks) / 1000.0
 
 
+def clear_caches() -> None:
+    """Forget every loaded scene, trace, profile and utility source (a fresh process's state)."""
+    for fn in (load_scene_set, load_trace_ref, cached_profile, _utility_source):
+        fn.cache_clear()
+
+
 # -- one unit -----------------------------------------------------------------------------------
 
 def replay_one(spec: RunSpec) -> ReplayResult:
     """The full replay of one grid unit (every policy of the spec)."""
-    profile = _profile(spec.profile)
-    playlist = load_scene_set(spec.scenes, spec.max_frames)
+    st = spec.settings
+    profile = cached_profile(st.profile)
+    playlist = load_scene_set(spec.scenes, st.max_frames)
     trace = load_trace_ref(spec.trace)
-    source_path = spec.truth if spec.utilities == "truth" else spec.profile
-    if spec.utilities == "truth" and not spec.truth:
-        raise SweepError("utilities 'truth' needs a truth profile")
-    utilities = _utility_source(spec.utilities, source_path, spec.scenes)
-    cfg = ReplayConfig(policies=spec.policies, rtt_ms=spec.rtt_ms, scale=spec.scale, queue_bytes=spec.queue_bytes,
-                       trace_offset_s=spec.offset_s, seed=spec.seed, estimates=spec.estimates)
+    utilities = _utility_source(st.utilities, st.truth if st.utilities == "truth" else st.profile, spec.scenes)
+    cfg = ReplayConfig(policies=st.policies, rtt_ms=st.rtt_ms, scale=spec.scale, queue_bytes=st.queue_bytes,
+                       trace_offset_s=spec.offset_s, seed=st.seed, estimates=st.estimates)
     inputs = {"synthetic": False, "scenes": playlist.description, "warnings": list(playlist.warnings)}
     return run_virtual(playlist.frames, profile, trace, utilities, cfg, inputs)
 
@@ -187,7 +215,7 @@ def replay_one(spec: RunSpec) -> ReplayResult:
 def run_one(spec: RunSpec) -> RunResult:
     """Replay one unit of the grid and reduce it to per-policy sums (deterministic)."""
     res = replay_one(spec)
-    weights = {t.name: t.weight for t in _profile(spec.profile).tasks}
+    weights = {t.name: t.weight for t in cached_profile(spec.settings.profile).tasks}
     totals = {name: PolicyTotals.of(run, weights) for name, run in res.runs.items()}
     return RunResult(spec, int(res.inputs["frames"]), totals, tuple(res.inputs.get("warnings", ())))
 
@@ -222,34 +250,20 @@ class Grid:
     scene_sets: tuple[SceneSet, ...]
     traces: tuple[TraceRef, ...]
     scales: tuple[float, ...]
-    policies: tuple[str, ...]
-    profile: str
+    settings: ReplaySettings
     offsets_s: tuple[float, ...] = ()  # the same offsets on every trace, or
     offsets_per_trace: int = 0  # this many offsets spread evenly over each trace
-    utilities: str = "profile"
-    truth: str | None = None
-    estimates: str = "uploads"
-    rtt_ms: float | None = None
-    queue_bytes: int | None = None
-    seed: int = 0
-    max_frames: int | None = None
 
     def __post_init__(self) -> None:
         empty = [what for what, v in (("scene set", self.scene_sets), ("trace", self.traces),
-                                      ("scale", self.scales), ("policy", self.policies)) if not v]
+                                      ("scale", self.scales)) if not v]
         if not self.offsets_s and self.offsets_per_trace < 1:
             empty.append("trace offset")
         if empty:
             raise SweepError(f"the sweep's grid is empty: no {', no '.join(empty)} given")
         if self.offsets_s and self.offsets_per_trace:
             raise SweepError("give explicit trace offsets or a number of offsets per trace, not both")
-        bad = [p for p in self.policies if p not in POLICY_NAMES]
-        if bad:
-            raise SweepError(f"unknown polic{'ies' if len(bad) > 1 else 'y'} {', '.join(bad)}; choose from "
-                             f"{', '.join(POLICY_NAMES)}")
-        if len(set(self.policies)) != len(self.policies):
-            raise SweepError(f"policies listed twice: {', '.join(self.policies)}")
-        if BASELINE not in self.policies:
+        if BASELINE not in self.settings.policies:
             raise SweepError(f"the sweep needs the {BASELINE} policy: gains are measured against it")
         for s in self.scales:
             if not (math.isfinite(s) and s > 0):
@@ -257,12 +271,6 @@ class Grid:
         for o in self.offsets_s:
             if not (math.isfinite(o) and o >= 0):
                 raise SweepError(f"trace offset {o}: must be a number of seconds >= 0")
-        if self.utilities not in UTILITY_MODES:
-            raise SweepError(f"utilities {self.utilities!r}: expected one of {', '.join(UTILITY_MODES)}")
-        if (self.utilities == "truth") != (self.truth is not None):
-            raise SweepError("a truth profile goes with utilities 'truth', and only with it")
-        if self.estimates not in ESTIMATES:
-            raise SweepError(f"estimates {self.estimates!r}: expected one of {', '.join(ESTIMATES)}")
         labels = [t.label for t in self.traces]
         twice = sorted({n for n in labels if labels.count(n) > 1})
         if twice:
@@ -280,15 +288,13 @@ class Grid:
         return tuple(round(k * span / n, 1) for k in range(n))
 
     def specs(self) -> list[RunSpec]:
-        profile = _profile(self.profile)
+        profile = cached_profile(self.settings.profile)
         out = []
         for scenes in self.scene_sets:
-            length = replay_length_s(scenes, profile, self.max_frames)
+            length = replay_length_s(scenes, profile, self.settings.max_frames)
             for trace in self.traces:
                 offsets = self.offsets_for(trace, length)
                 for scale in self.scales:
                     for offset in offsets:
-                        out.append(RunSpec(scenes, trace, scale, offset, self.policies, self.profile,
-                                           self.utilities, self.truth, self.estimates, self.rtt_ms,
-                                           self.queue_bytes, self.seed, self.max_frames))
+                        out.append(RunSpec(scenes, trace, scale, offset, self.settings))
         return out

@@ -87,7 +87,7 @@ def _error(message: str) -> Exception:
 def grid_from_args(args: argparse.Namespace):
     """The sweep's Grid from the command line (SweepError for an empty or unknown part)."""
     from carlink.profile import DEFAULT_PROFILE
-    from carlink.replay.sweep import Grid, SceneSet, SweepError, TraceRef
+    from carlink.replay.sweep import Grid, ReplaySettings, SceneSet, SweepError, TraceRef
 
     if args.compose and args.scenes:
         raise SweepError("give scene files or --compose, not both")
@@ -109,20 +109,22 @@ def grid_from_args(args: argparse.Namespace):
                          "or one per trace")
     traces = [TraceRef(t, f) for t, f in zip(args.trace, formats)]
     per_trace = args.offsets_per_trace if args.offsets_per_trace is not None else (0 if args.offsets else 8)
-    return Grid(
-        scene_sets=tuple(sets), traces=tuple(traces), scales=tuple(args.scales), policies=tuple(args.policies),
-        profile=str(args.profile or DEFAULT_PROFILE), offsets_s=tuple(args.offsets), offsets_per_trace=per_trace,
+    settings = ReplaySettings(
+        policies=tuple(args.policies), profile=str(args.profile or DEFAULT_PROFILE),
         utilities="truth" if args.truth else args.utilities, truth=args.truth, estimates=args.estimates,
         rtt_ms=args.rtt, queue_bytes=args.queue_bytes, seed=args.seed, max_frames=args.max_frames,
     )
+    return Grid(scene_sets=tuple(sets), traces=tuple(traces), scales=tuple(args.scales), settings=settings,
+                offsets_s=tuple(args.offsets), offsets_per_trace=per_trace)
 
 
 def sweep_inputs(grid, specs) -> dict:
     """What summary.json says about the grid (plain values)."""
-    from carlink.replay.sweep import _profile, load_scene_set
+    from carlink.replay.sweep import cached_profile, load_scene_set
 
-    first = load_scene_set(grid.scene_sets[0], grid.max_frames)
-    profile = _profile(grid.profile)
+    st = grid.settings
+    first = load_scene_set(grid.scene_sets[0], st.max_frames)
+    profile = cached_profile(st.profile)
     return {
         "scenes": first.description,
         "scene_sets": {s.label: ([list(c) for c in s.compositions] if s.compositions else list(s.scenes))
@@ -131,10 +133,10 @@ def sweep_inputs(grid, specs) -> dict:
         "traces": {t.label: {"path": t.path, "format": t.format} for t in grid.traces},
         "scales": list(grid.scales),
         "offsets_s": {t.label: sorted({s.offset_s for s in specs if s.trace == t}) for t in grid.traces},
-        "policies": list(grid.policies),
-        "profile": grid.profile, "profile_description": profile.description,
-        "utilities": grid.utilities, "truth": grid.truth, "estimates": grid.estimates,
-        "rtt_ms": grid.rtt_ms, "queue_bytes": grid.queue_bytes, "seed": grid.seed,
+        "policies": list(st.policies),
+        "profile": st.profile, "profile_description": profile.description,
+        "utilities": st.utilities, "truth": st.truth, "estimates": st.estimates,
+        "rtt_ms": st.rtt_ms, "queue_bytes": st.queue_bytes, "seed": st.seed,
         "replays": len(specs), "clock": "virtual",
     }
 

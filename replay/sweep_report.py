@@ -11,7 +11,7 @@ import matplotlib
 matplotlib.use("Agg")  # no display: files only
 import matplotlib.pyplot as plt  # noqa: E402
 
-from carlink.replay.report import _save  # noqa: E402
+from carlink.replay.report import save_figure  # noqa: E402
 from carlink.replay.sweep import BASELINE  # noqa: E402
 from carlink.replay.sweep_stats import SweepSummary, format_sweep_table  # noqa: E402
 
@@ -47,7 +47,7 @@ def plot_gain_vs_scale(summary: SweepSummary, path: Path) -> Path:
         axes[k // cols, k % cols].axis("off")
     if policies:
         axes[0, 0].legend(fontsize="x-small")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def write_sweep_report(summary: SweepSummary, out_dir: str | Path) -> Path:

@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from carlink.replay.results import _round
+from carlink.replay.results import round_floats
 from carlink.replay.sweep import BASELINE, Grid, PolicyTotals, RunResult
 
 BOOTSTRAP_DRAWS = 2000
@@ -153,7 +153,7 @@ class SweepSummary:
                 "bytes_sent": {p: t.bytes_sent for p, t in r.policies.items()},
                 "deadline_misses": {p: t.deadline_misses for p, t in r.policies.items()},
             })
-        return _round({
+        return round_floats({
             "inputs": self.inputs,
             "groups": [{"trace": g.trace, "scale": g.scale, "policies": {p: asdict(row) for p, row in g.rows.items()}}
                        for g in self.groups],
@@ -176,7 +176,7 @@ def summarize_sweep(grid: Grid, results: Sequence[RunResult], inputs: dict[str, 
     keys: dict[tuple[str, float], list[RunResult]] = {}
     for r in results:
         keys.setdefault((r.spec.trace.label, r.spec.scale), []).append(r)
-    groups = [Group(trace, scale, summarize_group(rs, grid.policies)) for (trace, scale), rs in keys.items()]
+    groups = [Group(trace, scale, summarize_group(rs, grid.settings.policies)) for (trace, scale), rs in keys.items()]
     warnings = list(dict.fromkeys(w for r in results for w in r.warnings))
     return SweepSummary(inputs, groups, list(results), warnings)
 

@@ -54,7 +54,7 @@ def evaluate(labels: list[Label], dets: list[Detection], classes: Sequence[Waymo
     return {cls.label: ClassRecord.of(fm.classes[cls]) for cls in classes}
 
 
-def _timed_detect(model: Detector, image: np.ndarray) -> tuple[list[Detection], float]:
+def timed_detect(model: Detector, image: np.ndarray) -> tuple[list[Detection], float]:
     t0 = cv2.getTickCount()
     dets = model.detect(image)
     return dets, (cv2.getTickCount() - t0) * 1000.0 / cv2.getTickFrequency()
@@ -76,7 +76,7 @@ def encode_decode(image: np.ndarray, o: OptionSpec) -> tuple[np.ndarray, int, fl
     return out, len(enc.payload), ms
 
 
-class _Models:
+class ModelCache:
     """Each model loaded once, when first needed, on the configured backend."""
 
     def __init__(self, backend: str) -> None:
@@ -101,7 +101,7 @@ def measure(
     """Measure every (frame, task, option) not yet in the checkpoint."""
     classes = config.classes()
     options = config.options()
-    model = _Models(config.backend)
+    model = ModelCache(config.backend)
     result = RunResult()
 
     def record(m: Measurement) -> None:
@@ -122,16 +122,16 @@ def measure(
                 image = cam_image.decode()
                 labels = labels_of(ref.frame, tk.camera)
                 if need_on_car:
-                    dets, ms = _timed_detect(model(config.onboard), image)
+                    dets, ms = timed_detect(model(config.onboard), image)
                     record(Measurement(ref.id, tk.name, ON_CAR_ID, None, ms, evaluate(labels, dets, classes)))
-                _measure_options(image, labels, todo, ref.id, tk.name, classes, model, record)
+                measure_options(image, labels, todo, ref.id, tk.name, classes, model, record)
             if progress is not None:
                 progress(1)
     return result
 
 
-def _measure_options(image, labels, todo: list[OptionSpec], frame_id: str, task: str,
-                     classes, model: _Models, record: Callable[[Measurement], None]) -> None:
+def measure_options(image, labels, todo: list[OptionSpec], frame_id: str, task: str,
+                     classes, model: ModelCache, record: Callable[[Measurement], None]) -> None:
     """The cloud options of one image. Each payload is encoded and decoded once, and a model runs
     once per payload: options that send the same bytes (``input`` and ``native`` where the model's
     input is the camera's size) share one run."""
@@ -144,7 +144,7 @@ def _measure_options(image, labels, todo: list[OptionSpec], frame_id: str, task:
             decoded[k] = encode_decode(image, o)
         payload_img, n_bytes, decode_ms = decoded[k]
         if (o.model, k) not in runs:
-            dets, ms = _timed_detect(model(o.model), payload_img)
+            dets, ms = timed_detect(model(o.model), payload_img)
             ph, pw = payload_img.shape[:2]
             sx, sy = w / pw, h / ph
             dets = [Detection(d.box.scaled(sx, sy), d.score, d.cls) for d in dets]

@@ -26,7 +26,7 @@ from carlink.replay.profiling.checkpoint import ON_CAR_ID, Checkpoint, Measureme
 from carlink.replay.profiling.config import ProfileConfig
 from carlink.replay.profiling.errors import ProfilerError, ProfilingStopped
 from carlink.replay.profiling.frames import FrameRef
-from carlink.replay.profiling.measure import RunResult, _measure_options, _Models, _timed_detect, evaluate, labels_of
+from carlink.replay.profiling.measure import ModelCache, RunResult, evaluate, labels_of, measure_options, timed_detect
 from carlink.replay.profiling.tasks import TaskKey
 
 # Units per worker to aim for when splitting groups: enough that the last ones end close together.
@@ -75,7 +75,7 @@ class ProfileWorker:
         self._config = config
         self._classes = config.classes()
         self._options = {o.id: o for o in config.options()}
-        self._models = _Models(config.backend)
+        self._models = ModelCache(config.backend)
         self._scenes: OrderedDict[str, dict[str, Frame]] = OrderedDict()
 
     def _frames(self, scene: str) -> dict[str, Frame]:
@@ -103,11 +103,11 @@ class ProfileWorker:
             image = task.image_of(frames[work.frame]).decode()
             labels = labels_of(frames[work.frame], task.camera)
             if work.on_car:
-                dets, ms = _timed_detect(self._models(self._config.onboard), image)
+                dets, ms = timed_detect(self._models(self._config.onboard), image)
                 out.append(Measurement(work.frame, task.name, ON_CAR_ID, None, ms,
                                        evaluate(labels, dets, self._classes)))
             todo = [self._options[o] for o in work.options]
-            _measure_options(image, labels, todo, work.frame, task.name, self._classes, self._models, out.append)
+            measure_options(image, labels, todo, work.frame, task.name, self._classes, self._models, out.append)
         return out
 
 

@@ -16,7 +16,6 @@ Ends with one summary line.
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import os
 import statistics
 import sys
@@ -27,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchlib import default_data_dir
+from benchlib import NOOP_DECODE, ServerProcess, default_data_dir, stub as _stub
 
 HOG_THROUGHPUT = "hog-default-fast"
 TORCH_BATCH = "ssdlite320_mobilenet_v3_large"
@@ -35,59 +34,6 @@ HOGS = ["hog-default-fast", "hog-default", "hog-default-accurate", "hog-daimler-
         "hog-daimler-accurate"]
 TORCHES = ["ssdlite320_mobilenet_v3_large", "fasterrcnn_mobilenet_v3_large_320_fpn", "retinanet_resnet50_fpn",
            "fasterrcnn_resnet50_fpn_v2"]
-
-
-def _server_main(settings: dict, extra_noop: bool, torch_threads: int, conn) -> None:
-    """Child process: one server until the parent closes the pipe."""
-    import torch
-
-    torch.set_num_threads(torch_threads)
-    from carlink.cloud.config import ServerConfig
-    from carlink.cloud.server import InferenceServer, load_detectors
-
-    config = ServerConfig(**settings)
-    detectors = load_detectors(config)
-    if extra_noop:  # a no-op that is not of the "noop" family, so the server decodes its pixels
-        from carlink.zoo.base import ModelSpec
-        from carlink.zoo.noop import NoopDetector
-
-        detectors["noop-decode"] = [NoopDetector(ModelSpec("noop-decode", "test", None, (), batchable=True))]
-    server = InferenceServer(config, detectors=detectors)
-    conn.send(server.start())
-    try:
-        conn.recv()
-    except EOFError:
-        pass
-    server.stop(grace=2.0)
-
-
-class ServerProcess:
-    def __init__(self, extra_noop: bool = False, torch_threads: int = 1, **settings) -> None:
-        settings = {"port": 0, "insecure": True, "max_concurrency": 64, **settings}
-        ctx = mp.get_context("spawn")
-        self._conn, child = ctx.Pipe()
-        self._proc = ctx.Process(target=_server_main, args=(settings, extra_noop, torch_threads, child), daemon=True)
-
-    def __enter__(self) -> int:
-        self._proc.start()
-        if not self._conn.poll(300):
-            raise RuntimeError("server process did not start within 300 s")
-        return self._conn.recv()
-
-    def __exit__(self, *exc) -> None:
-        self._conn.close()
-        self._proc.join(30)
-        if self._proc.is_alive():
-            self._proc.kill()
-
-
-def _stub(port: int):
-    import grpc
-
-    from carlink.proto import inference_pb2_grpc as pb_grpc
-
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}", [("grpc.max_send_message_length", 64 << 20)])
-    return channel, pb_grpc.InferenceStub(channel)
 
 
 def _request(payload: bytes, model: str):
@@ -196,9 +142,9 @@ def main(argv: list[str] | None = None) -> int:
           f"FRONT {image.shape[1]}x{image.shape[0]} ({len(front.data)} B), test JPEG {len(jpeg300)} B")
 
     # 1. Round trip with the no-op model.
-    with ServerProcess(extra_noop=True, models=("noop",)) as port:
+    with ServerProcess(noop_decode=True, models=("noop",)) as port:
         noop = round_trips(port, jpeg300, "noop", n_rtt)
-        noop_dec = round_trips(port, jpeg300, "noop-decode", n_rtt // 2)
+        noop_dec = round_trips(port, jpeg300, NOOP_DECODE, n_rtt // 2)
     print("\n1. Infer round trip, ~300 KB JPEG, loopback (ms)")
     print(f"{'model':<14}{'p50':>8}{'p90':>8}{'p99':>8}{'server p50':>12}{'decode p50':>12}")
     for name, r in (("noop", noop), ("noop-decode", noop_dec)):

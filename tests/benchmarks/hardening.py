@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import collections
 import math
-import multiprocessing as mp
 import os
 import resource
 import subprocess
@@ -26,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchlib import data_root
+from benchlib import NOOP_DECODE, ServerProcess, data_root, stub
 
 TRACE_LINES = 6_800_000
 DEFAULT_TRACE = Path("/tmp/hardening_trace_50mb.down")
@@ -35,24 +34,6 @@ CLIENTS = 40
 
 
 # -- 1. server peak RSS -----------------------------------------------------------------------
-
-def _server_main(conn) -> None:
-    """Child: a server with default limits serving a no-op model that decodes its pixels."""
-    from carlink.cloud.config import ServerConfig
-    from carlink.cloud.server import InferenceServer
-    from carlink.zoo.base import ModelSpec
-    from carlink.zoo.noop import NoopDetector
-
-    config = ServerConfig(models=("noop-decode",), port=0, insecure=True)
-    detectors = {"noop-decode": [NoopDetector(ModelSpec("noop-decode", "test", None, (), batchable=True))]}
-    server = InferenceServer(config, detectors=detectors)
-    conn.send(server.start())
-    try:
-        conn.recv()
-    except EOFError:
-        pass
-    server.stop(grace=1.0)
-
 
 def _vm_hwm_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -76,39 +57,47 @@ def raw_request(payload_bytes: int = 16 * 1024 * 1024 - 1024):
     from carlink.proto import inference_pb2 as pb
 
     side = math.isqrt(payload_bytes // 3)
-    return pb.InferRequest(task="front_det", model="noop-decode", encoding=pb.ENCODING_RAW_BGR,
+    return pb.InferRequest(task="front_det", model=NOOP_DECODE, encoding=pb.ENCODING_RAW_BGR,
                            payload=bytes(side * side * 3), payload_size=pb.ImageSize(width=side, height=side))
 
 
 def server_peak_rss(kind: str = "jpeg", clients: int = CLIENTS) -> dict:
     """Peak RSS of a default server under ``clients`` concurrent calls of 7000x7000 JPEGs ("jpeg")
     or of raw images as large as the payload limit allows ("raw": the payload bytes dominate)."""
-    import grpc
-
     from carlink.proto import inference_pb2 as pb
-    from carlink.proto import inference_pb2_grpc as pb_grpc
 
     if kind == "raw":
         req = raw_request()
     else:
-        req = pb.InferRequest(task="front_det", model="noop-decode", encoding=pb.ENCODING_JPEG, payload=big_jpeg())
+        req = pb.InferRequest(task="front_det", model=NOOP_DECODE, encoding=pb.ENCODING_JPEG, payload=big_jpeg())
     payload = req.payload
-    ctx = mp.get_context("spawn")
-    conn, child = ctx.Pipe()
-    proc = ctx.Process(target=_server_main, args=(child,), daemon=True)
-    proc.start()
-    port = conn.recv()
-    base_kib = _vm_hwm_kib(proc.pid)
+    from carlink.cloud.config import ServerConfig
+
+    default_limit = ServerConfig.model_fields["max_concurrency"].default  # the server's default limits
+    server = ServerProcess(load_models=False, noop_decode=True, models=(NOOP_DECODE,), max_concurrency=default_limit)
+    with server as port:
+        base_kib = _vm_hwm_kib(server.pid)
+        channel, infer = stub(port)
+        codes, elapsed = _concurrent_calls(infer, req, clients)
+        peak_kib = _vm_hwm_kib(server.pid)
+        channel.close()
+    return {"kind": kind, "clients": clients, "payload_bytes": len(payload), "sent_mb": clients * len(payload) / 1e6,
+            "base_mib": base_kib / 1024,
+            "peak_mib": peak_kib / 1024, "codes": dict(codes), "seconds": elapsed}
+
+
+def _concurrent_calls(infer, req, clients: int) -> tuple[collections.Counter, float]:
+    """``clients`` threads call at once: (status codes, seconds until the last one returned)."""
+    import grpc
+
     codes: collections.Counter = collections.Counter()
     lock = threading.Lock()
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}", [("grpc.max_send_message_length", 64 << 20)])
-    stub = pb_grpc.InferenceStub(channel)
     start = threading.Barrier(clients)
 
     def client() -> None:
         start.wait()
         try:
-            stub.Infer(req, timeout=300)
+            infer.Infer(req, timeout=300)
             code = "OK"
         except grpc.RpcError as exc:
             code = exc.code().name
@@ -121,14 +110,7 @@ def server_peak_rss(kind: str = "jpeg", clients: int = CLIENTS) -> dict:
         t.start()
     for t in threads:
         t.join()
-    elapsed = time.perf_counter() - t0
-    peak_kib = _vm_hwm_kib(proc.pid)
-    channel.close()
-    conn.close()
-    proc.join(30)
-    return {"kind": kind, "clients": clients, "payload_bytes": len(payload), "sent_mb": clients * len(payload) / 1e6,
-            "base_mib": base_kib / 1024,
-            "peak_mib": peak_kib / 1024, "codes": dict(codes), "seconds": elapsed}
+    return codes, time.perf_counter() - t0
 
 
 # -- 2. trace info ------------------------------------------------------------------------------

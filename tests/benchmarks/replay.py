@@ -37,7 +37,7 @@ import cv2  # noqa: E402
 
 from carlink.profile import DEFAULT_PROFILE, EVALUATION_PROFILE  # noqa: E402
 from carlink.replay.policies import POLICY_NAMES  # noqa: E402
-from carlink.replay.sweep import Grid, RunSpec, SceneSet, TraceRef, replay_one  # noqa: E402
+from carlink.replay.sweep import Grid, ReplaySettings, RunSpec, SceneSet, TraceRef, replay_one  # noqa: E402
 from carlink.replay.sweep_cli import run_sweep  # noqa: E402
 from carlink.replay.sweep_stats import bootstrap_difference_pp, format_sweep_table  # noqa: E402
 from benchlib import data_root  # noqa: E402
@@ -78,8 +78,8 @@ def speed(scenes: SceneSet, trace: TraceRef, utilities: str, truth: str | None, 
     """Frames per second of one policy's replay (frames of the composed cars, ``repeats`` offsets)."""
     out = {}
     for name in POLICY_NAMES:
-        specs = [RunSpec(scenes, trace, 1.0, 60.0 * k, (name,), str(DEFAULT_PROFILE), utilities, truth)
-                 for k in range(repeats)]
+        settings = ReplaySettings((name,), str(DEFAULT_PROFILE), utilities, truth)
+        specs = [RunSpec(scenes, trace, 1.0, 60.0 * k, settings) for k in range(repeats)]
         replay_one(specs[0])  # warm up: caches of frames, trace, profile and allocators
         frames = 0
         t0 = time.perf_counter()
@@ -165,9 +165,9 @@ def main() -> int:
         return 2
     mode, truth, note = utilities_source()
 
-    grid = Grid(scene_sets=(scenes,), traces=traces, scales=SCALES, policies=POLICY_NAMES,
-                profile=str(DEFAULT_PROFILE), offsets_per_trace=args.offsets, utilities=mode, truth=truth,
-                estimates="uploads")
+    grid = Grid(scene_sets=(scenes,), traces=traces, scales=SCALES, offsets_per_trace=args.offsets,
+                settings=ReplaySettings(POLICY_NAMES, str(DEFAULT_PROFILE), utilities=mode, truth=truth,
+                                        estimates="uploads"))
     t0 = time.perf_counter()
     summary = run_sweep(grid)
     took = time.perf_counter() - t0

@@ -35,7 +35,6 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the replay test kit
@@ -154,7 +153,7 @@ def sweep_runs(sequences, cars: int, data: Path, tmp: Path) -> dict:
     """Cars of five sequences at 10 Hz, each car a replay per trace x scale x offset."""
     from carlink.replay.distributed import RayTarget
     from carlink.replay.policies import POLICY_NAMES
-    from carlink.replay.sweep import Grid, SceneSet, TraceRef
+    from carlink.replay.sweep import Grid, ReplaySettings, SceneSet, TraceRef, clear_caches
     from carlink.replay.sweep_cli import run_sweep
     from replay_testkit import frame_ids, per_frame_profile
 
@@ -162,22 +161,16 @@ def sweep_runs(sequences, cars: int, data: Path, tmp: Path) -> dict:
     truth = str(per_frame_profile(tmp / "truth.json", frame_ids([f for g in groups for f in g])))
     grid = Grid(scene_sets=tuple(SceneSet(f"car {k + 1}", compositions=(g,), rate_hz=10.0) for k, g in enumerate(groups)),
                 traces=tuple(TraceRef(str(data / "bandwidth" / t)) for t in TRACES), scales=(0.5, 1.0),
-                policies=POLICY_NAMES, profile=truth, offsets_per_trace=OFFSETS, utilities="truth", truth=truth)
+                settings=ReplaySettings(POLICY_NAMES, truth, utilities="truth", truth=truth),
+                offsets_per_trace=OFFSETS)
     rows, texts = {}, {}
     for name, target in (("serial", None), ("ray 1 worker", RayTarget(workers=1)),
                          ("ray 2 workers", RayTarget(workers=2))):
-        _clear_sweep_caches()  # every run loads its own scenes and traces, as a fresh process would
+        clear_caches()  # every run loads its own scenes and traces, as a fresh process would
         summary, wall = _timed(lambda: run_sweep(grid, ray=target))
         rows[name] = (wall, len(grid.specs()))
         texts[name] = summary.to_json()
     return {"rows": rows, "same": len(set(texts.values())) == 1}
-
-
-def _clear_sweep_caches() -> None:
-    from carlink.replay import sweep
-
-    for fn in (sweep.load_scene_set, sweep.load_trace_ref, sweep._profile, sweep._utility_source):
-        fn.cache_clear()
 
 
 def noop_overhead(n: int) -> tuple[float, float]:

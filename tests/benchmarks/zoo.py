@@ -116,7 +116,7 @@ def main() -> int:
     best = max((n for n in VARIANTS if n != DEFAULT_MODEL), key=lambda n: acc[n][2])
 
     # 2. threshold sweep on the profiling frames
-    print(f"\nscore threshold sweep on the profiling sequences (mean per-frame AP; dets/frame)")
+    print("\nscore threshold sweep on the profiling sequences (mean per-frame AP; dets/frame)")
     print(f"{'variant':34} " + " ".join(f"{t:>11g}" for t in SWEEP))
     for name in (DEFAULT_MODEL, best):
         det = get_model(name, backend="opencv", score_threshold=FLOOR)

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
@@ -18,6 +19,7 @@ from carlink.cli import main
 from carlink.proto import inference_pb2_grpc as pb_grpc
 
 from cloud_testkit import front_jpeg, infer_request
+from onboard_testkit import wait_for
 
 
 def _serve(*args: str) -> subprocess.Popen:
@@ -45,18 +47,26 @@ def _health(channel) -> int | grpc.StatusCode:
         return exc.code()
 
 
+def _in_flight(metrics_port: int) -> float:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
+    (line,) = [ln for ln in text.splitlines() if ln.startswith("carlink_cloud_in_flight ")]
+    return float(line.split()[1])
+
+
 def test_sigterm_drains_in_flight_calls_then_exits(waymo_frame_file):
-    proc = _serve("--models", "hog-default", "--insecure", "--port", "0", "--grace", "20", "--drain-delay", "1.0")
+    proc = _serve("--models", "hog-default", "--insecure", "--port", "0", "--grace", "20", "--drain-delay", "1.0",
+                  "--metrics-port", "0")
     try:
-        port = _wait_for_event(proc, "serving")["port"]
+        serving = _wait_for_event(proc, "serving")
+        port, metrics_port = serving["port"], serving["metrics_port"]
         jpeg = front_jpeg(waymo_frame_file)
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             stub = pb_grpc.InferenceStub(channel)
             assert _health(channel) == health_pb2.HealthCheckResponse.SERVING
             with ThreadPoolExecutor(2) as pool:
                 # Two calls of ~0.6 s each on one model worker: the second is queued at SIGTERM.
-                calls = [pool.submit(stub.Infer, infer_request(jpeg, model="hog-default"), timeout=30) for _ in range(2)]
-                time.sleep(0.3)
+                calls = [pool.submit(stub.Infer, infer_request(jpeg, model="hog-default"), timeout=60) for _ in range(2)]
+                assert wait_for(lambda: _in_flight(metrics_port) == 2)  # both admitted (not a fixed sleep)
                 proc.send_signal(signal.SIGTERM)
                 assert _wait_for_event(proc, "draining", 10)["grace_s"] == 20
                 assert _health(channel) == health_pb2.HealthCheckResponse.NOT_SERVING

@@ -4,7 +4,6 @@ what is wrong, bounded memory. Real `carlink cloud serve` processes and real ser
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys

@@ -7,6 +7,7 @@ import argparse
 import io
 import json
 import logging
+import sys
 
 import pytest
 from pydantic import Field, ValidationError
@@ -87,6 +88,20 @@ def test_json_log_lines_carry_fields_and_key_value_words():
     assert (first["level"], first["logger"], first["event"]) == ("warning", "carlink.test_logs.part", "refused")
     assert first["code"] == "UNAUTHENTICATED" and first["peer"] == "ipv4:127.0.0.1:5"
     assert second["event"] == "stopped frames=12 emitted=11" and (second["frames"], second["emitted"]) == ("12", "11")
+
+
+def test_json_logs_without_a_stream_follow_stderr_as_it_is_at_each_record(monkeypatch):
+    # A stderr replaced and closed after configuration (a test's capture, a wrapper) gets no writes:
+    # the next record goes to the stderr of its time, without "I/O operation on closed file".
+    first, second = io.StringIO(), io.StringIO()
+    monkeypatch.setattr(sys, "stderr", first)
+    configure_json_logging("carlink.test_stderr", logging.INFO)
+    logger = logging.getLogger("carlink.test_stderr")
+    logger.info("one")
+    first.close()
+    monkeypatch.setattr(sys, "stderr", second)
+    logger.info("two")
+    assert json.loads(second.getvalue())["event"] == "two"
 
 
 def test_a_missing_extra_names_the_install_command():

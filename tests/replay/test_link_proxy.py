@@ -13,7 +13,7 @@ import pytest
 
 from carlink.datasets.trace_readers import load_trace
 from carlink.datasets.traces import Trace
-from carlink.replay.link import MTU, TraceLink
+from carlink.replay.link import TraceLink
 from carlink.replay.link_proxy import LinkProxy
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from carlink.cli import main
-from carlink.replay.sweep import Grid, PolicyTotals, RunSpec, SceneSet, SweepError, TraceRef, run_grid, run_one
+from carlink.replay.sweep import Grid, PolicyTotals, ReplaySettings, SceneSet, SweepError, TraceRef, run_grid, run_one
 from carlink.replay.sweep_cli import run_sweep
 from carlink.replay.sweep_stats import bootstrap_gain_pp
 
@@ -24,12 +24,14 @@ def setup(tmp_path_factory, tf_example_files, bandwidth_dir):
 
 
 def _grid(setup, **kw) -> Grid:
+    """The test grid; keywords of ReplaySettings (policies...) go to its settings, the others to the grid."""
     files, truth, traces = setup
-    args = dict(scene_sets=(SceneSet("car", compositions=(tuple(map(str, files)),), rate_hz=10.0),),
-                traces=traces, scales=(0.25, 1.0), policies=POLICIES, profile=str(truth),
-                offsets_s=(0.0, 30.0, 60.0), utilities="truth", truth=str(truth), max_frames=10)
-    args.update(kw)
-    return Grid(**args)
+    settings = dict(policies=POLICIES, profile=str(truth), utilities="truth", truth=str(truth), max_frames=10)
+    grid = dict(scene_sets=(SceneSet("car", compositions=(tuple(map(str, files)),), rate_hz=10.0),),
+                traces=traces, scales=(0.25, 1.0), offsets_s=(0.0, 30.0, 60.0))
+    for k, v in kw.items():
+        (settings if k in ReplaySettings.__dataclass_fields__ else grid)[k] = v
+    return Grid(settings=ReplaySettings(**settings), **grid)
 
 
 def test_sweep_is_deterministic_and_covers_the_grid(setup):

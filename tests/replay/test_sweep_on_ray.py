@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from carlink.cli import main
 from carlink.replay.distributed import RayTarget
-from carlink.replay.sweep import Grid, SceneSet
+from carlink.replay.sweep import Grid, ReplaySettings, SceneSet
 from carlink.replay.sweep_cli import run_sweep
 
 import pytest
@@ -29,8 +29,8 @@ def setup(tmp_path_factory, tf_example_files, bandwidth_dir):
 def test_the_sweep_on_two_workers_is_the_serial_sweep(ray, setup) -> None:
     files, truth, traces = setup
     grid = Grid(scene_sets=(SceneSet("car", compositions=(tuple(map(str, files)),), rate_hz=10.0),),
-                traces=traces, scales=(0.25, 1.0), policies=POLICIES, profile=str(truth),
-                offsets_s=(0.0, 30.0, 60.0), utilities="truth", truth=str(truth), max_frames=10)
+                traces=traces, scales=(0.25, 1.0), offsets_s=(0.0, 30.0, 60.0),
+                settings=ReplaySettings(POLICIES, str(truth), utilities="truth", truth=str(truth), max_frames=10))
     serial = run_sweep(grid)
     assert run_sweep(grid, ray=RayTarget(workers=2)).to_json() == serial.to_json()
 
