@@ -121,6 +121,30 @@ class RaySession:
     started_here: bool  # a local Ray this run started (and shuts down)
 
 
+# Ray gives a new node a fixed 30 s to register its raylet; on a busy machine a start can miss
+# that once (seen on 2 cores with a third process busy) and the next start succeeds.
+LOCAL_START_ATTEMPTS = 2
+
+
+def start_local_ray(num_cpus: int, *, verbose: bool = False, attempts: int = LOCAL_START_ATTEMPTS) -> None:
+    """Start a local Ray of ``num_cpus`` CPUs in this process, trying again where Ray's node timed
+    out starting; a DistributedError saying so when every attempt did."""
+    ray = import_ray()
+    quiet = logging.INFO if verbose else logging.ERROR
+    for attempt in range(1, attempts + 1):
+        try:
+            ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=verbose, logging_level=quiet)
+            return
+        except Exception as exc:  # Ray raises a bare Exception for a node that did not start in time
+            ray.shutdown()
+            if "timed out during startup" not in str(exc):
+                raise
+            if attempt == attempts:
+                raise DistributedError(f"a local Ray of {num_cpus} CPUs did not start ({attempts} attempts, "
+                                       f"each given Ray's 30 s): {exc}") from None
+            log.warning("a local Ray did not start in time (attempt %d of %d): starting it again", attempt, attempts)
+
+
 @contextmanager
 def ray_session(target: RayTarget) -> Iterator[RaySession]:
     """Connect to the cluster or start a local Ray for the run; leave it as it was afterwards.
@@ -135,8 +159,7 @@ def ray_session(target: RayTarget) -> Iterator[RaySession]:
             check_reachable(target.address, target.connect_timeout_s)
             ray.init(address=target.address, log_to_driver=target.verbose, logging_level=quiet)
         else:
-            ray.init(num_cpus=target.workers, include_dashboard=False, log_to_driver=target.verbose,
-                     logging_level=quiet)
+            start_local_ray(target.workers, verbose=target.verbose)
         started = True
     try:
         workers = target.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import select
 import socket
 import threading
-import time
 from pathlib import Path
 
 from carlink.onboard.config import OnboardConfig, parse_config
@@ -47,16 +46,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def wait_for(pred, timeout: float = 30.0) -> bool:
-    """Poll ``pred`` until it is true (True) or ``timeout`` seconds pass (False)."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 class DaemonThread:
@@ -141,31 +130,3 @@ class TcpRelay:
         self._thread.join(timeout=2)
 
 
-class SchedulingProbe:
-    """Measures how late this machine wakes a thread up while a test runs.
-
-    A thread asks to sleep 5 ms again and again and records the worst overshoot. On a busy
-    machine (a laptop, a shared CI host) every timer of the code under test can be late by as much;
-    a wall-clock bound in a test is then `what the code promises + probe.max_lag_s`, so the test
-    fails on a real defect and not on load.
-    """
-
-    def __init__(self, interval_s: float = 0.005) -> None:
-        self.interval_s = interval_s
-        self.max_lag_s = 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True, name="scheduling-probe")
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            t0 = time.monotonic()
-            time.sleep(self.interval_s)
-            self.max_lag_s = max(self.max_lag_s, time.monotonic() - t0 - self.interval_s)
-
-    def __enter__(self) -> "SchedulingProbe":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join(timeout=2)

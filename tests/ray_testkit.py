@@ -31,7 +31,9 @@ def require_ray() -> Any:
 def local_ray() -> Iterator[Any]:
     """Body of a module-scoped fixture: one local Ray for the module's tests, shut down after."""
     ray = require_ray()
-    ray.init(num_cpus=LOCAL_CPUS, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    from carlink.replay.distributed import start_local_ray
+
+    start_local_ray(LOCAL_CPUS)  # as `--workers` starts one: tried again where Ray timed out starting
     try:
         yield ray
     finally:

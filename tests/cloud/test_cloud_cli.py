@@ -19,7 +19,7 @@ from carlink.cli import main
 from carlink.proto import inference_pb2_grpc as pb_grpc
 
 from cloud_testkit import front_jpeg, infer_request
-from onboard_testkit import wait_for
+from timing_testkit import wait_for
 
 
 def _serve(*args: str) -> subprocess.Popen:

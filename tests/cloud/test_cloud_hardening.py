@@ -19,7 +19,7 @@ from carlink.proto import inference_pb2 as pb
 from carlink.proto import inference_pb2_grpc as pb_grpc
 
 from cloud_testkit import make_pki, running_server
-from onboard_testkit import wait_for
+from timing_testkit import wait_for
 
 TOKEN = "hardening-token-0123456789"
 

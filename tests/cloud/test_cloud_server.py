@@ -22,7 +22,7 @@ from carlink.wire import detections_from_proto, detections_to_proto, unix_us
 from carlink.zoo.registry import get_model
 
 from cloud_testkit import SleepDetector, front_jpeg, infer_request, running_server, stub_for
-from onboard_testkit import wait_for
+from timing_testkit import wait_for
 
 HOG = "hog-default"
 

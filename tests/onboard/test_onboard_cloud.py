@@ -11,7 +11,8 @@ from carlink.onboard.planning import load_onboard_tasks
 from carlink.onboard.sink import MemorySink
 from carlink.onboard.sources import open_source
 
-from onboard_testkit import SchedulingProbe, TcpRelay, free_port, make_config, start_server, write_profile
+from onboard_testkit import TcpRelay, free_port, make_config, start_server, write_profile
+from timing_testkit import SchedulingProbe
 
 DEADLINE_MS = 200.0
 

@@ -9,7 +9,8 @@ import pytest
 from carlink.onboard.config import ConfigError, parse_config
 from carlink.onboard.cpu_latency import PM_QOS_DEVICE, CpuLatencyError, CpuLatencyRequest, current_limit_us
 
-from onboard_testkit import DaemonThread, start_server, wait_for, write_profile
+from onboard_testkit import DaemonThread, start_server, write_profile
+from timing_testkit import wait_for
 
 needs_pm_qos = pytest.mark.skipif(
     not (os.path.exists(PM_QOS_DEVICE) and os.access(PM_QOS_DEVICE, os.R_OK | os.W_OK)),

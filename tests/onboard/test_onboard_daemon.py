@@ -11,7 +11,8 @@ import sys
 import time
 
 
-from onboard_testkit import DaemonThread, start_server, wait_for, write_profile
+from onboard_testkit import DaemonThread, start_server, write_profile
+from timing_testkit import wait_for
 
 
 def _run_command(config) -> list[str]:

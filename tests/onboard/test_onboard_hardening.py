@@ -22,7 +22,8 @@ from carlink.onboard.config import SourceConfig
 from carlink.onboard.sources import SkippedInput, open_source
 from carlink.clock import VirtualClock
 
-from onboard_testkit import free_port, wait_for, write_profile
+from onboard_testkit import free_port, write_profile
+from timing_testkit import wait_for
 
 
 @dataclass

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from onboard_testkit import DaemonThread, free_port, start_server, wait_for, write_profile
+from onboard_testkit import DaemonThread, free_port, start_server, write_profile
+from timing_testkit import wait_for
 
 
 def _config(path, profile, port, sink, *, source: str, tasks=("det_front",), threads=2, metrics_port=0,
