@@ -37,6 +37,7 @@ OPTIONS = "input:jpeg75,native:jpeg90"
 TABLE = ("model,resize,runtime_ms_p50,runtime_ms_p99\n"
          f"{ONBOARD},*,9,14\n{MODELS[0]},*,15,22.5\n{MODELS[1]},*,21,30\n")
 MAX_FRAMES = 3
+CTRL_C_FRAMES = 10
 OUTPUT = "profile.json"  # relative, run from a folder of its own: the command line in the file is the same
 
 
@@ -69,7 +70,7 @@ def _run_in(folder: Path, config: ProfileConfig, table: Path, **kw) -> Path:
 
 def _argv(config: ProfileConfig, table: Path, *extra: str) -> list[str]:
     return carlink_argv("profile", "run", *config.scenes, "--tasks", "FRONT", "--models", ",".join(MODELS),
-                        "--onboard", ONBOARD, "--options", OPTIONS, "--max-frames", str(MAX_FRAMES),
+                        "--onboard", ONBOARD, "--options", OPTIONS, "--max-frames", str(config.max_frames),
                         "--runtime-table", str(table), "-o", OUTPUT, "--no-progress", *extra)
 
 
@@ -161,9 +162,11 @@ def _interrupt_after_first_unit(config: ProfileConfig, table: Path, folder: Path
 
 
 def test_ctrl_c_stops_the_run_and_the_checkpoint_resumes(setup, tmp_path) -> None:
-    config, table, serial = setup
-    # The run's units are small: on a busy machine the rest of the run can end between the first
-    # unit and the signal. Such a run proves nothing about Ctrl-C, so it is run again (fresh folder).
+    config, table, _ = setup
+    # Ten frames a scene, so that work remains after the first unit: the signal must find the run
+    # mid-way. On a very busy machine the rest can still end first; such a run proves nothing about
+    # Ctrl-C, so it is run again in a fresh folder.
+    config = dataclasses.replace(config, max_frames=CTRL_C_FRAMES)
     for attempt in range(3):
         folder = tmp_path / f"attempt{attempt}"
         folder.mkdir()
@@ -175,10 +178,12 @@ def test_ctrl_c_stops_the_run_and_the_checkpoint_resumes(setup, tmp_path) -> Non
     assert not (folder / OUTPUT).exists()
     _wait_for(lambda: not [p for p in ray_processes if Path(f"/proc/{p}").exists()
                            and "zombie" not in _state(p)], 30, "the run's Ray processes to end")
-    # every line is a whole measurement, and the serial path resumes from it to the same profile
+    # every line is a whole measurement, and the serial path resumes from it to the serial profile
     made = len(list(iter_measurements(checkpoint_path(folder / OUTPUT))))
     assert made >= 1
-    assert _run_in(folder, config, table, resume=True).read_bytes() == serial
+    (tmp_path / "serial").mkdir()
+    reference = _run_in(tmp_path / "serial", config, table).read_bytes()
+    assert _run_in(folder, config, table, resume=True).read_bytes() == reference
 
 
 def _state(pid: int) -> str:
