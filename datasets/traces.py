@@ -197,8 +197,8 @@ class Trace:
         # Integer key: a float key would make numpy convert the whole int64 array on every call.
         # For integer opportunities, "< r" is the same as "< ceil(r)".
         n = int(q) * self._inner.size + int(np.searchsorted(self._inner, math.ceil(r), "left"))
-        if self._at_period:
-            n += self._at_period * (math.ceil(t / self.period_ms) - 1)
+        if self._at_period:  # these land at kP, k >= 1: those < t are k <= q (k < q where r is 0)
+            n += self._at_period * (int(q) if r > 0 else int(q) - 1)  # not ceil(t / P): t / P can underflow
         return n
 
     def count_between(self, t0_ms: float, t1_ms: float) -> int:

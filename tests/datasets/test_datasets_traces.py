@@ -132,6 +132,13 @@ def test_count_and_list_between_agree_with_brute_force(opps, extra_period, t0, d
     assert np.all((listed >= t0) & (listed < t0 + dt))
 
 
+def test_count_between_at_a_subnormal_start_counts_nothing_before_it() -> None:
+    # Found by the property test above under load: t / P underflowed to 0 and counted -1 loops.
+    trace = Trace(np.array([2], dtype=np.int64), 2)  # one opportunity at the period: 2, 4, 6...
+    assert trace.count_between(5e-324, 1.0) == 0
+    assert trace.count_between(5e-324, 2.0) == 0 and trace.count_between(5e-324, 2.5) == 1
+
+
 def test_from_rates_carries_fractions_and_spreads_evenly() -> None:
     trace = Trace.from_rates(np.array([3.5, 0.0, 1.5, 2.0]) * PACKET_BITS, 1000)
     assert trace.period_ms == 4000

@@ -98,7 +98,7 @@ class _Daemon:
     def __init__(self, tmp_path: Path, config: Path) -> None:
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.notify.bind(str(tmp_path / "notify.sock"))
-        self.notify.settimeout(0.1)
+        self.notify.setblocking(False)  # saw() takes what is queued now: a fast daemon never keeps it reading
         self.messages: list[str] = []
         self.err_path = tmp_path / "stderr.log"
         env = {**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify.sock"), "OMP_NUM_THREADS": "1"}
@@ -108,10 +108,11 @@ class _Daemon:
              "--log-json"], env=env, stdout=subprocess.DEVNULL, stderr=self.err_path.open("wb"))
 
     def saw(self, pred) -> bool:
+        """Whether any notification so far matches ``pred`` (reads what is queued, never waits)."""
         while True:
             try:
                 self.messages.append(self.notify.recv(4096).decode())
-            except (socket.timeout, BlockingIOError):
+            except BlockingIOError:
                 break
         return any(pred(m) for m in self.messages)
 
