@@ -460,8 +460,9 @@ class InferenceServer:
         if self._stopped.is_set():
             return
         grace = self.config.grace_s if grace is None else grace
-        event(log, logging.INFO, "draining", grace_s=grace)
         self.health.enter_graceful_shutdown()  # every service reports NOT_SERVING from now on
+        # Logged once health says so: whoever reads "draining" must not still be told SERVING.
+        event(log, logging.INFO, "draining", grace_s=grace)
         if self.config.drain_delay_s:
             time.sleep(self.config.drain_delay_s)  # let load balancers see NOT_SERVING first
         self._server.stop(grace).wait()

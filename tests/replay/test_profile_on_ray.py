@@ -146,11 +146,22 @@ def test_a_worker_killed_mid_run_is_retried_on_a_cluster_given_by_address(ray, s
     assert (tmp_path / OUTPUT).read_bytes() == serial
 
 
+# Exec ``argv`` with SIGINT at its default, as a terminal's shell starts a foreground job. A test
+# run started in the background (`pytest &`, a CI runner) has SIGINT ignored, and children inherit
+# that: the CLI would then never see Ctrl-C (only its Ray workers did, some of the time).
+_SIGINT_DEFAULT = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+                   "os.execv(sys.argv[1], sys.argv[1:])")
+
+
+def _as_terminal_job(argv: list[str]) -> list[str]:
+    return [sys.executable, "-c", _SIGINT_DEFAULT, *argv]
+
+
 def _interrupt_after_first_unit(config: ProfileConfig, table: Path, folder: Path):
     """Run the CLI with 2 workers and press Ctrl-C once its first unit is in the checkpoint:
     (process, stderr, the run's processes seen at the interrupt)."""
-    proc = subprocess.Popen(_argv(config, table, "--workers", "2"), cwd=folder, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(_as_terminal_job(_argv(config, table, "--workers", "2")), cwd=folder,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         _wait_for(lambda: _measurements(checkpoint_path(folder / OUTPUT)) >= 1, 240, "a first unit", poll_s=0.01)
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole foreground group
