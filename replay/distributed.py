@@ -121,27 +121,35 @@ class RaySession:
     started_here: bool  # a local Ray this run started (and shuts down)
 
 
-# Ray gives a new node a fixed 30 s to register its raylet; on a busy machine a start can miss
-# that once (seen on 2 cores with a third process busy) and the next start succeeds.
+# Ray gives a new node's GCS 30 s to write its port and its raylet 30 s to register; on a busy
+# machine (2 cores, a third process busy, a cold disk) a start can miss either once, and the next
+# start succeeds. The GCS wait is raised to GCS_PORT_WAIT_S unless the user set Ray's variable.
 LOCAL_START_ATTEMPTS = 2
+GCS_PORT_WAIT_ENV = "RAY_gcs_server_port_wait_time_s"
+GCS_PORT_WAIT_S = 90
+# What Ray's two start-up timeouts say (it raises bare Exception / RuntimeError for them).
+_START_TIMEOUTS = ("timed out during startup", "Timed out waiting for file")
 
 
 def start_local_ray(num_cpus: int, *, verbose: bool = False, attempts: int = LOCAL_START_ATTEMPTS) -> None:
-    """Start a local Ray of ``num_cpus`` CPUs in this process, trying again where Ray's node timed
-    out starting; a DistributedError saying so when every attempt did."""
+    """Start a local Ray of ``num_cpus`` CPUs in this process, trying again where Ray timed out
+    starting; a DistributedError saying so when every attempt did."""
     ray = import_ray()
     quiet = logging.INFO if verbose else logging.ERROR
+    os.environ.setdefault(GCS_PORT_WAIT_ENV, str(GCS_PORT_WAIT_S))
     for attempt in range(1, attempts + 1):
         try:
             ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=verbose, logging_level=quiet)
             return
-        except Exception as exc:  # Ray raises a bare Exception for a node that did not start in time
+        except Exception as exc:  # Ray raises a bare Exception or RuntimeError for a slow start
             ray.shutdown()
-            if "timed out during startup" not in str(exc):
+            if not any(text in str(exc) for text in _START_TIMEOUTS):
                 raise
             if attempt == attempts:
-                raise DistributedError(f"a local Ray of {num_cpus} CPUs did not start ({attempts} attempts, "
-                                       f"each given Ray's 30 s): {exc}") from None
+                raise DistributedError(
+                    f"a local Ray of {num_cpus} CPUs did not start ({attempts} attempts; the GCS given "
+                    f"{os.environ[GCS_PORT_WAIT_ENV]} s ({GCS_PORT_WAIT_ENV}), the raylet Ray's 30 s): {exc}"
+                ) from None
             log.warning("a local Ray did not start in time (attempt %d of %d): starting it again", attempt, attempts)
 
 

@@ -129,3 +129,23 @@ def test_a_non_ray_server_is_not_taken_for_a_cluster(tmp_path) -> None:
 def test_target_rejects_bad_settings(kwargs, message) -> None:
     with pytest.raises(DistributedError, match=message):
         RayTarget(**kwargs)
+
+
+def test_a_local_ray_that_does_not_start_in_time_is_tried_again_then_a_clear_error() -> None:
+    """Ray's GCS given no time at all (Ray's own variable, which start_local_ray leaves as the user
+    set it): every start times out, each is tried, and the error says what happened."""
+    code = (
+        "import logging, sys\n"
+        "logging.basicConfig(level=logging.WARNING, stream=sys.stderr)\n"
+        "from carlink.replay.distributed import DistributedError, start_local_ray\n"
+        "try:\n"
+        "    start_local_ray(1)\n"
+        "except DistributedError as exc:\n"
+        "    print('ERROR', exc)\n"
+    )
+    env = {**os.environ, "RAY_gcs_server_port_wait_time_s": "0"}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "did not start in time (attempt 1 of 2): starting it again" in res.stderr
+    assert res.stdout.startswith("ERROR a local Ray of 1 CPUs did not start (2 attempts; the GCS given 0 s"), res.stdout
+    assert "Timed out waiting for file" in res.stdout
