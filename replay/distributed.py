@@ -139,7 +139,10 @@ def start_local_ray(num_cpus: int, *, verbose: bool = False, attempts: int = LOC
     os.environ.setdefault(GCS_PORT_WAIT_ENV, str(GCS_PORT_WAIT_S))
     for attempt in range(1, attempts + 1):
         try:
-            ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=verbose, logging_level=quiet)
+            # address="local": a new Ray of its own, even where `ray start` runs one on this machine
+            # (ray.init() alone would join that one, and refuse num_cpus).
+            ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=verbose,
+                     logging_level=quiet)
             return
         except Exception as exc:  # Ray raises a bare Exception or RuntimeError for a slow start
             ray.shutdown()

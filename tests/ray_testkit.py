@@ -7,7 +7,10 @@ so, except under CI (``CI=true``), whose set-up installs the extra: there a miss
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -28,16 +31,76 @@ def require_ray() -> Any:
     return ray
 
 
-def local_ray() -> Iterator[Any]:
-    """Body of a module-scoped fixture: one local Ray for the module's tests, shut down after."""
-    ray = require_ray()
-    from carlink.replay.distributed import start_local_ray
+# Seconds a head node may take to start (Ray's own start-up waits are 30 s each), and starts tried.
+HEAD_START_S = 180.0
+HEAD_START_ATTEMPTS = 2
 
-    start_local_ray(LOCAL_CPUS)  # as `--workers` starts one: tried again where Ray timed out starting
+
+def local_ray() -> Iterator[Any]:
+    """Body of a module-scoped fixture: one local Ray of LOCAL_CPUS CPUs for the module's tests,
+    which this process joins as a driver; stopped after them.
+
+    The head runs in a process of its own (`ray start --head --block`), not in pytest's: Ray
+    starts its daemons by fork with Python code run before exec, and a fork of a process that has
+    run hundreds of tests (gRPC servers', torch's threads) can hang in the child before exec; seen
+    as Ray's 30 s start-up timeouts, twice in a row, in suite runs on a busy machine. The commands
+    under test start their own Ray in their own fresh process, as a user's do.
+    """
+    ray = require_ray()
+    import logging
+
+    head = _start_head(LOCAL_CPUS)
     try:
+        ray.init(address=head.address, log_to_driver=False, logging_level=logging.ERROR)
         yield ray
     finally:
         ray.shutdown()
+        head.stop()
+
+
+class _Head:
+    """A `ray start --head --block` process; its daemons share its fate (killed with it)."""
+
+    def __init__(self, num_cpus: int) -> None:
+        with socket.socket() as s:  # a free port for the GCS
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self.address = f"127.0.0.1:{port}"
+        ray_cli = Path(sys.executable).with_name("ray")
+        self.proc = subprocess.Popen(
+            [str(ray_cli), "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1",
+             f"--num-cpus={num_cpus}", "--num-gpus=0", "--include-dashboard=false", "--disable-usage-stats",
+             "--block"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+            env={**os.environ, "RAY_AUTH_MODE": "disabled"})  # as a local ray.init's cluster: no token
+        self.output: list[str] = []
+        self.started = threading.Event()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.output.append(line)
+            if "Ray runtime started" in line:
+                self.started.set()
+        self.started.set()  # the process ended: wait no longer
+
+    def wait_started(self, timeout_s: float) -> bool:
+        return self.started.wait(timeout_s) and self.proc.poll() is None
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait(30)
+
+
+def _start_head(num_cpus: int) -> _Head:
+    for attempt in range(1, HEAD_START_ATTEMPTS + 1):
+        head = _Head(num_cpus)
+        if head.wait_started(HEAD_START_S):
+            return head
+        head.stop()
+        if attempt == HEAD_START_ATTEMPTS:
+            pytest.fail(f"a local Ray head did not start ({attempt} attempts):\n{''.join(head.output)[-3000:]}")
+    raise AssertionError("unreachable")
 
 
 def gcs_address(ray: Any) -> str:
