@@ -7,9 +7,11 @@ so, except under CI (``CI=true``), whose set-up installs the extra: there a miss
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any, Iterator
@@ -67,8 +69,12 @@ class _Head:
             port = s.getsockname()[1]
         self.address = f"127.0.0.1:{port}"
         ray_cli = Path(sys.executable).with_name("ray")
+        # A temp dir of its own: `ray start` records itself as this machine's current cluster
+        # there (in /tmp/ray a plain ray.init() elsewhere would join it, or its stale record).
+        self.temp_dir = tempfile.mkdtemp(prefix="ray-")  # short: Ray's socket paths must fit
         self.proc = subprocess.Popen(
             [str(ray_cli), "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1",
+             f"--temp-dir={self.temp_dir}",
              f"--num-cpus={num_cpus}", "--num-gpus=0", "--include-dashboard=false", "--disable-usage-stats",
              "--block"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
@@ -90,6 +96,7 @@ class _Head:
     def stop(self) -> None:
         self.proc.kill()
         self.proc.wait(30)
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
 
 
 def _start_head(num_cpus: int) -> _Head:

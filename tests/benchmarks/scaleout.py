@@ -229,8 +229,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         # as a user's `carlink profile run --workers 2` runs: Ray started for the run
         cold = profile_runs(config, [("ray 2 workers", None, RayTarget(workers=2))], Path(tmp))
-        _, ray_start = _timed(lambda: ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-                                               logging_level="ERROR"))
+        _, ray_start = _timed(lambda: ray.init(address="local", num_cpus=2, include_dashboard=False,
+                                               log_to_driver=False, logging_level="ERROR"))
         try:
             # on a Ray started once: wall without the start-up
             prof = profile_runs(config, [("serial", cv2.getNumThreads(), None), ("serial 1 thread", 1, None),
