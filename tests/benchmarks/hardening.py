@@ -162,17 +162,15 @@ def main(argv: list[str] | None = None) -> int:
         summary += [f"trace_info_s={r['best_s']:.2f}", f"trace_info_peak_mib={r['peak_mib']:.0f}"]
         print(f"trace info: {r['bytes'] / 1e6:.1f} MB, {r['lines']} lines: best of 3 {r['best_s']:.2f} s, "
               f"peak RSS {r['peak_mib']:.0f} MiB")
-    if args.what in ("server", "all"):
-        r = server_peak_rss("jpeg", args.clients)
-        summary.append(f"server_jpeg_peak_mib={r['peak_mib']:.0f}")
-        print(f"server: {r['clients']} concurrent {BIG_SIDE}x{BIG_SIDE} JPEGs ({r['payload_bytes']} B each, "
+    server_cases = (("server", "jpeg", f"{BIG_SIDE}x{BIG_SIDE} JPEGs"),
+                    ("server-raw", "raw", "raw images at the payload limit"))
+    for what, kind, described in server_cases:
+        if args.what not in (what, "all"):
+            continue
+        r = server_peak_rss(kind, args.clients)
+        summary.append(f"server_{kind}_peak_mib={r['peak_mib']:.0f}")
+        print(f"server: {r['clients']} concurrent {described} ({r['payload_bytes']} B each, "
               f"{r['sent_mb']:.1f} MB in all): peak RSS {r['peak_mib']:.0f} MiB (after start {r['base_mib']:.0f} MiB), "
-              f"outcomes {r['codes']}, {r['seconds']:.1f} s")
-    if args.what in ("server-raw", "all"):
-        r = server_peak_rss("raw", args.clients)
-        summary.append(f"server_raw_peak_mib={r['peak_mib']:.0f}")
-        print(f"server: {r['clients']} concurrent raw images at the payload limit ({r['payload_bytes']} B each, "
-              f"{r['sent_mb']:.0f} MB in all): peak RSS {r['peak_mib']:.0f} MiB (after start {r['base_mib']:.0f} MiB), "
               f"outcomes {r['codes']}, {r['seconds']:.1f} s")
     print("SUMMARY hardening " + " ".join(summary))
     return 0
