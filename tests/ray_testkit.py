@@ -6,6 +6,7 @@ so, except under CI (``CI=true``), whose set-up installs the extra: there a miss
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import socket
@@ -42,15 +43,13 @@ def local_ray() -> Iterator[Any]:
     """Body of a module-scoped fixture: one local Ray of LOCAL_CPUS CPUs for the module's tests,
     which this process joins as a driver; stopped after them.
 
-    The head runs in a process of its own (`ray start --head --block`), not in pytest's: Ray
-    starts its daemons by fork with Python code run before exec, and a fork of a process that has
-    run hundreds of tests (gRPC servers', torch's threads) can hang in the child before exec; seen
-    as Ray's 30 s start-up timeouts, twice in a row, in suite runs on a busy machine. The commands
-    under test start their own Ray in their own fresh process, as a user's do.
+    The head runs in a process of its own (`ray start --head --block`), not in pytest's: started
+    from a pytest process that had run hundreds of tests (gRPC servers', torch's threads), Ray's
+    raylet exited at once, on both tries, in suite runs on a busy machine (Ray's 30 s start-up
+    timeouts; the cause inside Ray not found). The commands under test start their own Ray in
+    their own fresh process, as a user's do.
     """
     ray = require_ray()
-    import logging
-
     head = _start_head(LOCAL_CPUS)
     try:
         ray.init(address=head.address, log_to_driver=False, logging_level=logging.ERROR)
